@@ -1,0 +1,116 @@
+//! `drover-emu`: runs N emulated Talos machines in one process and joins them to a control plane.
+
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use drover_emu::{
+    CancellationToken, DEFAULT_CONCURRENCY, DEFAULT_SEED, DEFAULT_TALOS_VERSION, Fleet,
+    FleetConfig, JoinUrl, ProvisionError, RetryPolicy,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+/// Emulated Talos machines that join a control plane over SideroLink, as real nodes do.
+#[derive(Debug, Parser)]
+#[command(name = "drover-emu", version)]
+struct Args {
+    /// The `siderolink.api` URL the machines join, e.g. grpc://HOST:PORT?jointoken=TOKEN.
+    #[arg(long, env = "DROVER_EMU_API", value_parser = JoinUrl::parse)]
+    api: JoinUrl,
+    /// How many machines to run.
+    #[arg(long, env = "DROVER_EMU_MACHINES")]
+    machines: usize,
+    /// Names the machines: the same seed gives the same UUIDs and node unique tokens.
+    #[arg(long, env = "DROVER_EMU_SEED", default_value = DEFAULT_SEED)]
+    seed: String,
+    /// The Talos version the machines report.
+    #[arg(long, env = "DROVER_EMU_TALOS_VERSION", default_value = DEFAULT_TALOS_VERSION)]
+    talos_version: String,
+    /// At most this many Provision calls in flight.
+    #[arg(long, env = "DROVER_EMU_CONCURRENCY", default_value_t = NonZeroUsize::new(DEFAULT_CONCURRENCY).expect("not 0"))]
+    concurrency: NonZeroUsize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A malformed argument (e.g. --api) prints clap's message with the reason and exits 2.
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    // Before anything else, so a signal at any point stops the machines cleanly.
+    let stop = stop_on_signal(cancel.clone())?;
+
+    // Never print the URL itself: it carries the join token.
+    let server = args.api.connect_uri();
+    let total = args.machines;
+    let mut fleet = Fleet::new(FleetConfig {
+        api: args.api,
+        machines: args.machines,
+        seed: args.seed,
+        talos_version: args.talos_version,
+        concurrency: args.concurrency.get(),
+    });
+    tracing::info!(machines = total, %server, "joining");
+    let started = Instant::now();
+    let mut joined = 0usize;
+    let result = fleet
+        .provision_all_reporting(&RetryPolicy::default(), &cancel, |machine| {
+            joined += 1;
+            if let Some(p) = machine.provisioned() {
+                println!(
+                    "{} joined: address {}, server {}",
+                    machine.identity().uuid,
+                    p.node_address,
+                    p.server_address
+                );
+            }
+        })
+        .await;
+    match result {
+        Ok(()) => println!(
+            "{joined} of {total} machines joined {server} in {:.1?}",
+            started.elapsed()
+        ),
+        Err(ProvisionError::Cancelled) => {
+            println!(
+                "{joined} of {total} machines joined {server}; stopped before the rest joined"
+            );
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context("provisioning stopped")),
+    }
+
+    // The machines stay up (the tunnel comes later) until a signal.
+    cancel.cancelled().await;
+    stop.abort();
+    tracing::info!("stopping");
+    Ok(())
+}
+
+fn stop_on_signal(cancel: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        cancel.cancel();
+    }))
+}

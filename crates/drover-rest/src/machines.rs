@@ -1,0 +1,72 @@
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use drover_model::{Machine, Page};
+use drover_service::Drover;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Caller;
+use crate::problem::Problem;
+
+pub(crate) fn routes() -> OpenApiRouter<Drover> {
+    OpenApiRouter::new()
+        .routes(routes!(list_machines))
+        .routes(routes!(get_machine))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List machines, a page at a time, ordered by id.
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines",
+    tag = "machines",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page of machines", body = Page<Machine>),
+        (status = 401, description = "No valid API token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_machines(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<Machine>>, Problem> {
+    let Query(params) = params?;
+    let page = drover
+        .list_machines(&ctx, params.limit, params.cursor.as_deref())
+        .await?;
+    Ok(Json(page))
+}
+
+/// Get one machine by its id (the node's SMBIOS UUID).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}",
+    tag = "machines",
+    params(("id" = String, Path, description = "Machine id")),
+    responses(
+        (status = 200, description = "The machine", body = Machine),
+        (status = 401, description = "No valid API token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such machine", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_machine(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Machine>, Problem> {
+    let Path(id) = id?;
+    Ok(Json(drover.get_machine(&ctx, &id).await?))
+}

@@ -1,0 +1,56 @@
+use drover_store::StoreError;
+
+/// What went wrong, in terms every edge (HTTP, gRPC, CLI) can map once.
+///
+/// Messages are safe to show the caller; internal details stay in [`ServiceError::Internal`]'s
+/// source, which edges log but do not return.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No credential, or one that is not valid.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// Input that cannot be accepted; `field` names what is wrong.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: &'static str, message: String },
+    /// The request conflicts with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// A limit of the tenant's plan or the installation is reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// A fault of ours; edges log the source and tell the caller only that it happened.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ServiceError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict { what, .. } => Self::Conflict(format!("{what} already exists")),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

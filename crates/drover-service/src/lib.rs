@@ -1,0 +1,68 @@
+//! The service layer: every operation Drover offers, once.
+//!
+//! REST, gRPC, the UI and the CLI are thin shells over [`Drover`]: they turn their input into
+//! these calls, pass a [`RequestContext`] from [`Drover::authenticate`], and map
+//! [`ServiceError`] to their own error format in one place.
+
+mod auth;
+mod bootstrap;
+mod context;
+mod error;
+mod jointokens;
+mod machines;
+mod provision;
+pub mod secret_token;
+
+use drover_siderolink::addressing::AddressPlan;
+use drover_siderolink::join::TunnelServices;
+use drover_siderolink::keys::PublicKey;
+use drover_siderolink::JoinUrl;
+use drover_store::Store;
+
+pub use bootstrap::{Bootstrap, DEFAULT_TENANT_NAME};
+pub use context::{Principal, RequestContext};
+pub use error::{Result, ServiceError};
+pub use machines::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use provision::{ProvisionOutcome, ProvisionRequest};
+
+/// What the service needs to know about how nodes reach this installation.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The machine API as nodes reach it, without a token: put into `siderolink.api`.
+    pub advertised_machine_api: JoinUrl,
+    /// WireGuard endpoints (`ip:port`), primary first.
+    pub wireguard_endpoints: Vec<String>,
+    /// The server's WireGuard public key.
+    pub server_public_key: PublicKey,
+    pub addresses: AddressPlan,
+}
+
+impl ServiceConfig {
+    fn tunnel_services(&self) -> TunnelServices {
+        TunnelServices::new(self.addresses.server_address())
+    }
+}
+
+/// The service: cheap to clone, shared by every shell.
+#[derive(Clone, Debug)]
+pub struct Drover {
+    store: Store,
+    config: std::sync::Arc<ServiceConfig>,
+}
+
+impl Drover {
+    pub fn new(store: Store, config: ServiceConfig) -> Self {
+        Self {
+            store,
+            config: std::sync::Arc::new(config),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+}

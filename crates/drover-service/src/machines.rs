@@ -1,0 +1,69 @@
+use drover_model::{JoinTokenId, Machine, MachineId, Page, Role};
+use drover_store::machines::{self, MachineRow};
+
+use crate::{Drover, RequestContext, Result, ServiceError};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+impl Drover {
+    /// One page of the tenant's machines, ordered by id. `cursor` is a previous page's
+    /// `next_cursor`.
+    pub async fn list_machines(
+        &self,
+        ctx: &RequestContext,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Machine>> {
+        ctx.require(Role::Reader, "listing machines")?;
+        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ServiceError::invalid(
+                "limit",
+                format!("{limit} is out of range: use 1 to {MAX_PAGE_SIZE}"),
+            ));
+        }
+        let after = match cursor.filter(|c| !c.is_empty()) {
+            Some(c) => Some(
+                c.parse::<MachineId>()
+                    .map_err(|_| ServiceError::invalid("cursor", "not a cursor returned by this API"))?,
+            ),
+            None => None,
+        };
+        let mut rows = machines::list(self.store.pool(), ctx.tenant(), after.as_ref(), limit + 1).await?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.into_iter().map(to_model).collect(),
+            next_cursor,
+        })
+    }
+
+    pub async fn get_machine(&self, ctx: &RequestContext, id: &str) -> Result<Machine> {
+        ctx.require(Role::Reader, "reading a machine")?;
+        let id: MachineId = id.parse().map_err(|e: drover_model::InvalidId| ServiceError::invalid("id", e.to_string()))?;
+        machines::get(self.store.pool(), ctx.tenant(), &id)
+            .await?
+            .map(to_model)
+            .ok_or_else(|| ServiceError::not_found("machine", id))
+    }
+}
+
+pub(crate) fn to_model(row: MachineRow) -> Machine {
+    Machine {
+        id: MachineId::try_from(row.id).expect("stored machine ids are valid"),
+        address: row.address,
+        talos_version: row.talos_version,
+        connected: row.connected,
+        last_seen_at: row.last_seen_at,
+        wireguard_public_key: row.wireguard_public_key,
+        wireguard_over_grpc: row.wireguard_over_grpc,
+        join_token_id: row.join_token_id.map(JoinTokenId::from_uuid),
+        first_provisioned_at: row.first_provisioned_at,
+        last_provisioned_at: row.last_provisioned_at,
+    }
+}

@@ -1,0 +1,130 @@
+use chrono::{DateTime, Utc};
+use drover_model::{JoinTokenId, MachineId, TenantId};
+use sqlx::PgExecutor;
+
+use crate::{Result, tenant_uuid};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MachineRow {
+    pub tenant_id: uuid::Uuid,
+    pub id: String,
+    pub address: String,
+    pub wireguard_public_key: String,
+    pub node_unique_token_hash: Option<Vec<u8>>,
+    pub talos_version: String,
+    pub wireguard_over_grpc: bool,
+    pub grpc_peer_address: Option<String>,
+    pub join_token_id: Option<uuid::Uuid>,
+    pub first_provisioned_at: DateTime<Utc>,
+    pub last_provisioned_at: DateTime<Utc>,
+    pub connected: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "tenant_id, id, address, wireguard_public_key, node_unique_token_hash, \
+    talos_version, wireguard_over_grpc, grpc_peer_address, join_token_id, first_provisioned_at, \
+    last_provisioned_at, connected, last_seen_at";
+
+/// What a successful Provision writes, for a new machine or over an existing one.
+pub struct ProvisionedMachine<'a> {
+    pub id: &'a MachineId,
+    pub address: &'a str,
+    pub wireguard_public_key: &'a str,
+    pub node_unique_token_hash: Option<&'a [u8; 32]>,
+    pub talos_version: &'a str,
+    pub wireguard_over_grpc: bool,
+    pub grpc_peer_address: Option<&'a str>,
+    pub join_token_id: JoinTokenId,
+}
+
+pub async fn get(e: impl PgExecutor<'_>, tenant: TenantId, id: &MachineId) -> Result<Option<MachineRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(id.as_str())
+    .fetch_optional(e)
+    .await?)
+}
+
+/// Like [`get`], locking the row until the transaction ends.
+pub async fn get_for_update(e: impl PgExecutor<'_>, tenant: TenantId, id: &MachineId) -> Result<Option<MachineRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(id.as_str())
+    .fetch_optional(e)
+    .await?)
+}
+
+/// One page ordered by id, starting after `after`.
+pub async fn list(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    after: Option<&MachineId>,
+    limit: u32,
+) -> Result<Vec<MachineRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(after.map(MachineId::as_str))
+    .bind(i64::from(limit))
+    .fetch_all(e)
+    .await?)
+}
+
+pub async fn count(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM machines WHERE tenant_id = $1")
+        .bind(tenant_uuid(tenant))
+        .fetch_one(e)
+        .await?)
+}
+
+pub async fn insert(e: impl PgExecutor<'_>, tenant: TenantId, m: &ProvisionedMachine<'_>) -> Result<MachineRow> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO machines (tenant_id, id, address, wireguard_public_key, node_unique_token_hash,
+                               talos_version, wireguard_over_grpc, grpc_peer_address, join_token_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(m.id.as_str())
+    .bind(m.address)
+    .bind(m.wireguard_public_key)
+    .bind(m.node_unique_token_hash.map(|h| &h[..]))
+    .bind(m.talos_version)
+    .bind(m.wireguard_over_grpc)
+    .bind(m.grpc_peer_address)
+    .bind(m.join_token_id.as_uuid())
+    .fetch_one(e)
+    .await?)
+}
+
+/// Re-provisioning of a known machine: new key and facts, same address.
+pub async fn update_provisioned(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    m: &ProvisionedMachine<'_>,
+) -> Result<MachineRow> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE machines SET wireguard_public_key = $3, node_unique_token_hash = $4,
+                talos_version = $5, wireguard_over_grpc = $6, grpc_peer_address = $7,
+                join_token_id = $8, last_provisioned_at = now()
+         WHERE tenant_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(m.id.as_str())
+    .bind(m.wireguard_public_key)
+    .bind(m.node_unique_token_hash.map(|h| &h[..]))
+    .bind(m.talos_version)
+    .bind(m.wireguard_over_grpc)
+    .bind(m.grpc_peer_address)
+    .bind(m.join_token_id.as_uuid())
+    .fetch_one(e)
+    .await?)
+}

@@ -1,0 +1,83 @@
+//! Files in the data dir: created owner-only, read back on later starts.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use drover_siderolink::keys::KeyPair;
+
+pub const WIREGUARD_KEY_FILE: &str = "wireguard.key";
+pub const INITIAL_ADMIN_TOKEN_FILE: &str = "initial-admin-token";
+
+/// Creates the data dir (0700) if needed.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data dir {}", dir.display()))
+}
+
+/// Lets other users traverse (not list) the data dir: the private PostgreSQL runs as an
+/// unprivileged user when droverd runs as root. Files inside stay owner-only.
+pub fn allow_traverse_if_root(dir: &Path) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o011))
+            .with_context(|| format!("cannot make {} traversable", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a new owner-only (0600) file; fails if it exists, so nothing is overwritten.
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The server's WireGuard key pair, generated on first start and kept in `wireguard.key`.
+pub fn load_or_create_wireguard_key(dir: &Path) -> Result<KeyPair> {
+    let path: PathBuf = dir.join(WIREGUARD_KEY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the WireGuard key file is readable by others; tightening to 0600");
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            }
+            KeyPair::from_secret_base64(&text).with_context(|| format!("{} is not a WireGuard private key", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pair = KeyPair::generate();
+            write_secret_file(&path, &format!("{}\n", pair.secret_base64()))?;
+            tracing::info!(public_key = %pair.public(), "generated the server WireGuard key");
+            Ok(pair)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wireguard_key_is_created_once_owner_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_wireguard_key(dir.path()).unwrap();
+        let mode = fs::metadata(dir.path().join(WIREGUARD_KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let second = load_or_create_wireguard_key(dir.path()).unwrap();
+        assert_eq!(first.public(), second.public());
+        assert!(write_secret_file(&dir.path().join(WIREGUARD_KEY_FILE), "x").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! droverd as a library, so tests start the whole server in-process.
+
+pub mod datadir;
+pub mod server;
+pub mod settings;
+
+pub use server::Server;
+pub use settings::{Args, Database, LogFormat, Settings};

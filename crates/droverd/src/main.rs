@@ -1,0 +1,50 @@
+use anyhow::Result;
+use clap::Parser;
+use droverd::{Args, LogFormat, Server, Settings};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    if let Err(err) = run().await {
+        eprintln!("droverd: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
+    let settings = match Settings::resolve(Args::parse()) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("droverd: {err}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(settings.log_format);
+    let server = Server::start(settings).await?;
+    if let Some(token) = server.initial_admin_token() {
+        println!(
+            "\nInitial admin API token (shown once; also saved to {}):\n\n    {token}\n",
+            server.data_dir().join(droverd::datadir::INITIAL_ADMIN_TOKEN_FILE).display()
+        );
+    }
+    println!("Drover is listening on http://{}", server.http_addr());
+    println!("Machine API for nodes: {}", server.machine_api_url());
+
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        () = server.stopped() => tracing::error!("a server task failed, shutting down"),
+    }
+    server.shutdown().await
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,230 @@
+//! Starting and stopping droverd: database, bootstrap, listeners, supervised tasks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use drover_postgres::{PrivatePostgres, PrivatePostgresOptions};
+use drover_service::{Drover, ServiceConfig};
+use drover_siderolink::JoinUrl;
+use drover_siderolink::addressing::AddressPlan;
+use drover_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::datadir;
+use crate::settings::{Database, Settings};
+
+/// A running droverd.
+pub struct Server {
+    http_addr: SocketAddr,
+    machine_api_addr: SocketAddr,
+    machine_api_url: JoinUrl,
+    initial_admin_token: Option<String>,
+    data_dir: PathBuf,
+    drover: Drover,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    postgres: Option<PrivatePostgres>,
+}
+
+#[derive(Clone)]
+struct Health {
+    drover: Drover,
+    listening: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Starts everything; returns once the listeners are bound and the database is migrated.
+    pub async fn start(settings: Settings) -> Result<Self> {
+        datadir::ensure_dir(&settings.data_dir)?;
+        let (database_url, postgres) = match &settings.database {
+            Database::Url(url) => (url.clone(), None),
+            Database::Private { extra_settings } => {
+                datadir::allow_traverse_if_root(&settings.data_dir)?;
+                let mut opts = PrivatePostgresOptions::new(settings.data_dir.join("postgres"));
+                opts.extra_settings = extra_settings.clone();
+                let pg = PrivatePostgres::start(opts)
+                    .await
+                    .context("cannot start the private PostgreSQL")?;
+                (pg.database_url().to_owned(), Some(pg))
+            }
+        };
+        match Self::start_with(settings, &database_url).await {
+            Ok(mut server) => {
+                server.postgres = postgres;
+                Ok(server)
+            }
+            Err(err) => {
+                if let Some(pg) = postgres {
+                    if let Err(stop) = pg.stop().await {
+                        tracing::warn!(error = %stop, "stopping the private PostgreSQL after a failed start");
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_with(settings: Settings, database_url: &str) -> Result<Self> {
+        let store = Store::connect(database_url, 16).await?;
+        let wireguard_key = datadir::load_or_create_wireguard_key(&settings.data_dir)?;
+
+        let http_listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on the HTTP address {}", settings.http_addr))?;
+        let machine_listener = TcpListener::bind(settings.machine_api_addr)
+            .await
+            .with_context(|| format!("cannot listen on the machine API address {}", settings.machine_api_addr))?;
+        let http_addr = http_listener.local_addr()?;
+        let machine_api_addr = machine_listener.local_addr()?;
+        let machine_api_url = settings.machine_api_url(machine_api_addr);
+
+        let drover = Drover::new(
+            store,
+            ServiceConfig {
+                wireguard_endpoints: settings.wireguard_endpoints(&machine_api_url),
+                advertised_machine_api: machine_api_url.clone(),
+                server_public_key: wireguard_key.public(),
+                addresses: AddressPlan::default(),
+            },
+        );
+        let bootstrap = drover.bootstrap().await?;
+        if let Some(token) = &bootstrap.initial_admin_token {
+            let path = settings.data_dir.join(datadir::INITIAL_ADMIN_TOKEN_FILE);
+            datadir::write_secret_file(&path, &format!("{token}\n"))?;
+        }
+
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let listening = Arc::new(AtomicBool::new(false));
+
+        let http = http_router(drover.clone(), listening.clone());
+        let http_cancel = cancel.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(http_listener, http)
+                .with_graceful_shutdown(http_cancel.clone().cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "the HTTP server failed");
+                http_cancel.cancel();
+            }
+        });
+
+        let mut machine_api = tonic::transport::Server::builder();
+        if let Some(tls) = &settings.machine_api_tls {
+            let cert = std::fs::read(&tls.cert).with_context(|| format!("cannot read {}", tls.cert.display()))?;
+            let key = std::fs::read(&tls.key).with_context(|| format!("cannot read {}", tls.key.display()))?;
+            machine_api = machine_api
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))
+                .context("machine API TLS configuration")?;
+        }
+        let machine_router = machine_api.add_service(drover_grpc::provision_service(drover.clone()));
+        let machine_cancel = cancel.clone();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(machine_listener);
+            let served = machine_router
+                .serve_with_incoming_shutdown(incoming, machine_cancel.clone().cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "the machine API server failed");
+                machine_cancel.cancel();
+            }
+        });
+        tasks.close();
+        listening.store(true, Ordering::Release);
+        tracing::info!(%http_addr, %machine_api_addr, machine_api = %machine_api_url, "droverd is ready");
+
+        Ok(Self {
+            http_addr,
+            machine_api_addr,
+            machine_api_url,
+            initial_admin_token: bootstrap.initial_admin_token,
+            data_dir: settings.data_dir,
+            drover,
+            cancel,
+            tasks,
+            postgres: None,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn machine_api_addr(&self) -> SocketAddr {
+        self.machine_api_addr
+    }
+
+    /// The machine API URL nodes are told to use, without a token.
+    pub fn machine_api_url(&self) -> &JoinUrl {
+        &self.machine_api_url
+    }
+
+    /// The initial admin API token, if this start created it.
+    pub fn initial_admin_token(&self) -> Option<&str> {
+        self.initial_admin_token.as_deref()
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    pub fn service(&self) -> &Drover {
+        &self.drover
+    }
+
+    /// Resolves when a server task failed or [`Server::shutdown`] was asked for.
+    pub async fn stopped(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Stops accepting, drains the servers, closes the pool and stops the private PostgreSQL.
+    pub async fn shutdown(self) -> Result<()> {
+        self.cancel.cancel();
+        self.tasks.wait().await;
+        self.drover.store().close().await;
+        if let Some(pg) = self.postgres {
+            pg.stop().await.context("stopping the private PostgreSQL")?;
+        }
+        tracing::info!("droverd stopped");
+        Ok(())
+    }
+}
+
+fn http_router(drover: Drover, listening: Arc<AtomicBool>) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Health {
+            drover: drover.clone(),
+            listening,
+        });
+    let grpc = drover_grpc::management_routes(drover.clone()).into_axum_router();
+    drover_web::router()
+        .merge(health)
+        .merge(grpc)
+        .merge(drover_rest::router(drover))
+        .layer(tower_http_trace())
+}
+
+fn tower_http_trace() -> tower_http::trace::TraceLayer<tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>> {
+    tower_http::trace::TraceLayer::new_for_http()
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
+    if !health.listening.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "listeners are not bound yet\n");
+    }
+    if !health.drover.store().ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the database does not answer\n");
+    }
+    (StatusCode::OK, "ready\n")
+}

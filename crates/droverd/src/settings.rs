@@ -1,0 +1,312 @@
+//! Settings: defaults < TOML file < `DROVER_*` environment < flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use drover_siderolink::{JoinUrl, Transport};
+use serde::Deserialize;
+
+/// Command line of `droverd`. Every flag can also be set by its environment variable or in the
+/// TOML file given with `--config` (same names, with `_` for `-`).
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "droverd", version, about = "Drover: the control plane for Talos Linux fleets")]
+pub struct Args {
+    /// TOML settings file; flags and environment variables override it.
+    #[arg(long, env = "DROVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where Drover keeps its state: the private PostgreSQL, keys, the initial admin token.
+    /// [default: ./drover-data]
+    #[arg(long, env = "DROVER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of the HTTP server: REST API, management gRPC, health and the web UI.
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "DROVER_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Address of the machine API that Talos nodes call to provision (plaintext h2c unless a
+    /// certificate is given). [default: 0.0.0.0:8090]
+    #[arg(long, env = "DROVER_MACHINE_API_ADDR", value_name = "ADDR")]
+    pub machine_api_addr: Option<SocketAddr>,
+
+    /// PEM certificate chain for the machine API; serves TLS when given with the key.
+    #[arg(long, env = "DROVER_MACHINE_API_TLS_CERT", value_name = "FILE", requires = "machine_api_tls_key")]
+    pub machine_api_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for the machine API certificate.
+    #[arg(long, env = "DROVER_MACHINE_API_TLS_KEY", value_name = "FILE", requires = "machine_api_tls_cert")]
+    pub machine_api_tls_key: Option<PathBuf>,
+
+    /// The machine API URL nodes are told to use (put into `siderolink.api=`), e.g.
+    /// `grpc://203.0.113.7:8090` or `https://drover.example.com`. [default: the machine API
+    /// address, with 127.0.0.1 for an unspecified address]
+    #[arg(long, env = "DROVER_ADVERTISED_MACHINE_API", value_name = "URL")]
+    pub advertised_machine_api: Option<String>,
+
+    /// UDP address of the WireGuard endpoint. [default: 0.0.0.0:50180]
+    #[arg(long, env = "DROVER_WIREGUARD_ADDR", value_name = "ADDR")]
+    pub wireguard_addr: Option<SocketAddr>,
+
+    /// WireGuard endpoints (`host:port`) nodes are told to use, primary first; repeat or
+    /// comma-separate. [default: the advertised machine API host with the WireGuard port]
+    #[arg(long, env = "DROVER_ADVERTISED_WIREGUARD_ENDPOINTS", value_name = "HOST:PORT", value_delimiter = ',')]
+    pub advertised_wireguard_endpoints: Vec<String>,
+
+    /// PostgreSQL URL. Without one, droverd runs a private PostgreSQL in <data-dir>/postgres.
+    /// `DATABASE_URL` is read too.
+    #[arg(long, env = "DROVER_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Log format. [default: text]
+    #[arg(long, env = "DROVER_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    http_addr: Option<SocketAddr>,
+    machine_api_addr: Option<SocketAddr>,
+    machine_api_tls_cert: Option<PathBuf>,
+    machine_api_tls_key: Option<PathBuf>,
+    advertised_machine_api: Option<String>,
+    wireguard_addr: Option<SocketAddr>,
+    advertised_wireguard_endpoints: Option<Vec<String>>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// Settings after layering and checking.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub machine_api_addr: SocketAddr,
+    pub machine_api_tls: Option<TlsFiles>,
+    /// None = derive from the bound machine API address at start.
+    pub advertised_machine_api: Option<JoinUrl>,
+    pub wireguard_addr: SocketAddr,
+    pub advertised_wireguard_endpoints: Vec<String>,
+    pub database: Database,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum Database {
+    Url(String),
+    /// A private PostgreSQL in `<data-dir>/postgres`, with extra `-c` settings.
+    Private { extra_settings: Vec<(String, String)> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("settings file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("advertised-machine-api: {0}")]
+    AdvertisedApi(#[from] drover_siderolink::JoinUrlError),
+    #[error("advertised-machine-api: {0:?} must not carry a join token; tokens are added per join")]
+    AdvertisedApiWithToken(String),
+    #[error("advertised-wireguard-endpoints: {0:?} is not host:port")]
+    Endpoint(String),
+    #[error("machine-api-tls-cert and machine-api-tls-key must be given together")]
+    TlsPair,
+}
+
+impl Settings {
+    /// Layers the file (if any) under the flags and environment in `args`.
+    pub fn resolve(args: Args) -> Result<Self, SettingsError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let database_url = args
+            .database_url
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()))
+            .or(file.database_url);
+        let tls = match (
+            args.machine_api_tls_cert.or(file.machine_api_tls_cert),
+            args.machine_api_tls_key.or(file.machine_api_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(SettingsError::TlsPair),
+        };
+        let advertised_machine_api = match args.advertised_machine_api.or(file.advertised_machine_api) {
+            Some(text) => {
+                let url = JoinUrl::parse(&text)?;
+                if url.join_token.is_some() {
+                    return Err(SettingsError::AdvertisedApiWithToken(text));
+                }
+                Some(url)
+            }
+            None => None,
+        };
+        let endpoints = if args.advertised_wireguard_endpoints.is_empty() {
+            file.advertised_wireguard_endpoints.unwrap_or_default()
+        } else {
+            args.advertised_wireguard_endpoints
+        };
+        for e in &endpoints {
+            let port_ok = e.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(SettingsError::Endpoint(e.clone()));
+            }
+        }
+        Ok(Self {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("drover-data")),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
+            machine_api_addr: args
+                .machine_api_addr
+                .or(file.machine_api_addr)
+                .unwrap_or_else(|| "0.0.0.0:8090".parse().expect("valid")),
+            machine_api_tls: tls,
+            advertised_machine_api,
+            wireguard_addr: args
+                .wireguard_addr
+                .or(file.wireguard_addr)
+                .unwrap_or_else(|| "0.0.0.0:50180".parse().expect("valid")),
+            advertised_wireguard_endpoints: endpoints,
+            database: match database_url {
+                Some(url) => Database::Url(url),
+                None => Database::Private {
+                    extra_settings: Vec::new(),
+                },
+            },
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+        })
+    }
+
+    /// The machine API URL for kernel args, given the address the listener actually bound.
+    pub fn machine_api_url(&self, bound: SocketAddr) -> JoinUrl {
+        if let Some(url) = &self.advertised_machine_api {
+            return url.clone();
+        }
+        let host = if bound.ip().is_unspecified() {
+            tracing::warn!(
+                "the machine API listens on {bound}; advertising 127.0.0.1 to nodes. Set \
+                 --advertised-machine-api to an address nodes can reach"
+            );
+            "127.0.0.1".to_owned()
+        } else {
+            bound.ip().to_string()
+        };
+        JoinUrl {
+            transport: if self.machine_api_tls.is_some() {
+                Transport::Tls
+            } else {
+                Transport::Plaintext
+            },
+            host,
+            port: bound.port(),
+            join_token: None,
+            grpc_tunnel: false,
+        }
+    }
+
+    /// WireGuard endpoints for Provision responses, primary first.
+    pub fn wireguard_endpoints(&self, api: &JoinUrl) -> Vec<String> {
+        if !self.advertised_wireguard_endpoints.is_empty() {
+            return self.advertised_wireguard_endpoints.clone();
+        }
+        let host = if api.host.contains(':') {
+            format!("[{}]", api.host)
+        } else {
+            api.host.clone()
+        };
+        vec![format!("{host}:{}", self.wireguard_addr.port())]
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| SettingsError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("droverd").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("drover.toml");
+        std::fs::write(
+            &file,
+            "http-addr = \"127.0.0.1:9000\"\nmachine-api-addr = \"127.0.0.1:9001\"\n\
+             database-url = \"postgres://file\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:7000",
+        ]))
+        .unwrap();
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:7000");
+        assert_eq!(s.machine_api_addr.to_string(), "127.0.0.1:9001");
+        assert_eq!(s.data_dir, PathBuf::from("drover-data"));
+        assert_eq!(s.wireguard_addr.to_string(), "0.0.0.0:50180");
+        assert!(matches!(s.database, Database::Url(ref u) if u == "postgres://file"));
+    }
+
+    #[test]
+    fn bad_settings_name_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("drover.toml");
+        std::fs::write(&file, "htp-addr = \"x\"\n").unwrap();
+        let err = Settings::resolve(args(&["--config", file.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("htp-addr"), "{err}");
+
+        let err = Settings::resolve(args(&["--advertised-machine-api", "grpc://h:1?jointoken=x"])).unwrap_err();
+        assert!(matches!(err, SettingsError::AdvertisedApiWithToken(_)));
+
+        let err = Settings::resolve(args(&["--advertised-wireguard-endpoints", "nohost"])).unwrap_err();
+        assert!(matches!(err, SettingsError::Endpoint(_)));
+    }
+
+    #[test]
+    fn advertised_defaults_follow_the_bound_address() {
+        let s = Settings::resolve(args(&[])).unwrap();
+        let api = s.machine_api_url("0.0.0.0:8090".parse().unwrap());
+        assert_eq!(api.to_string(), "grpc://127.0.0.1:8090");
+        assert_eq!(s.wireguard_endpoints(&api), vec!["127.0.0.1:50180"]);
+        let api = s.machine_api_url("192.0.2.4:8090".parse().unwrap());
+        assert_eq!(api.to_string(), "grpc://192.0.2.4:8090");
+    }
+}
