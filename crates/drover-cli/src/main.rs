@@ -1,0 +1,203 @@
+//! `drover`, the command-line client of Drover.
+
+mod output;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use drover_client::Client;
+use drover_model::{CreateJoinToken, JoinToken, Machine};
+use output::Format;
+
+#[derive(Parser)]
+#[command(name = "drover", version, about = "Manage a Drover control plane for Talos Linux fleets")]
+struct Cli {
+    /// droverd's HTTP address.
+    #[arg(long, global = true, env = "DROVER_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+    endpoint: String,
+    /// API token (e.g. the initial admin token from <data-dir>/initial-admin-token).
+    #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show resources.
+    Get {
+        #[command(subcommand)]
+        what: Get,
+    },
+    /// Manage join tokens, which nodes present to join.
+    #[command(name = "jointoken")]
+    JoinToken {
+        #[command(subcommand)]
+        action: JoinTokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum Get {
+    /// List machines.
+    Machines {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show one machine.
+    Machine {
+        id: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum JoinTokenCmd {
+    /// Create a join token and print its secret (shown only now) with the kernel arguments.
+    Create {
+        /// Lower-case letters, digits and '-'.
+        name: String,
+        /// Expire after this long, e.g. `24h`, `7days`.
+        #[arg(long, conflicts_with = "expires_at")]
+        ttl: Option<humantime::Duration>,
+        /// Expire at this RFC 3339 time.
+        #[arg(long)]
+        expires_at: Option<DateTime<Utc>>,
+        /// Make it the default token.
+        #[arg(long)]
+        default: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// List join tokens (secrets are never shown again).
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Revoke a join token by name or id: nodes presenting it are refused.
+    Revoke { token: String },
+    /// Make a join token the default one.
+    MakeDefault { token: String },
+    /// Print the kernel arguments (or join-config documents) for a join token secret.
+    KernelArgs {
+        /// The token secret printed by `create`.
+        #[arg(long, env = "DROVER_JOIN_TOKEN", hide_env_values = true)]
+        secret: String,
+        /// Print the equivalent machine config documents instead.
+        #[arg(long)]
+        join_config: bool,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.endpoint, cli.token).context("--endpoint")?;
+    match cli.command {
+        Command::Get { what: Get::Machines { output } } => {
+            let machines = client.all_machines().await?;
+            output::print(output, &machines, MACHINE_HEADERS, machines.iter().map(machine_row).collect())
+        }
+        Command::Get { what: Get::Machine { id, output } } => {
+            let m = client.get_machine(&id).await?;
+            output::print(output, &m, MACHINE_HEADERS, vec![machine_row(&m)])
+        }
+        Command::JoinToken { action } => join_token(&client, action).await,
+    }
+}
+
+const MACHINE_HEADERS: &[&str] = &["ID", "ADDRESS", "TALOS", "CONNECTED", "LAST PROVISIONED"];
+
+fn machine_row(m: &Machine) -> Vec<String> {
+    vec![
+        m.id.to_string(),
+        m.address.clone(),
+        m.talos_version.clone(),
+        m.connected.to_string(),
+        m.last_provisioned_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+    ]
+}
+
+const TOKEN_HEADERS: &[&str] = &["NAME", "ID", "STATE", "DEFAULT", "USES", "EXPIRES", "LAST USED"];
+
+fn token_row(t: &JoinToken) -> Vec<String> {
+    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+    vec![
+        t.name.clone(),
+        t.id.to_string(),
+        t.state.as_str().to_owned(),
+        if t.is_default { "yes" } else { "" }.to_owned(),
+        t.use_count.to_string(),
+        time(t.expires_at),
+        time(t.last_used_at),
+    ]
+}
+
+async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
+    match action {
+        JoinTokenCmd::Create {
+            name,
+            ttl,
+            expires_at,
+            default,
+            output,
+        } => {
+            let expires_at = match (ttl, expires_at) {
+                (Some(ttl), _) => Some(Utc::now() + chrono::Duration::from_std(*ttl).context("--ttl is too long")?),
+                (None, at) => at,
+            };
+            let created = client
+                .create_join_token(&CreateJoinToken {
+                    name,
+                    expires_at,
+                    make_default: default,
+                })
+                .await?;
+            if output != Format::Table {
+                return output::print(output, &created, &[], vec![]);
+            }
+            println!("Join token {:?} created (id {}).", created.token.name, created.token.id);
+            println!("Its secret is shown only now:\n\n    {}\n", created.secret);
+            println!("Kernel arguments:\n");
+            for arg in &created.join.kernel_args {
+                println!("    {arg}");
+            }
+            println!("\nOr, as machine config documents:\n\n{}", created.join.join_config);
+            Ok(())
+        }
+        JoinTokenCmd::List { output } => {
+            let tokens = client.list_join_tokens().await?;
+            output::print(output, &tokens, TOKEN_HEADERS, tokens.iter().map(token_row).collect())
+        }
+        JoinTokenCmd::Revoke { token } => {
+            let t = client.revoke_join_token(&token).await?;
+            println!("join token {:?} revoked", t.name);
+            Ok(())
+        }
+        JoinTokenCmd::MakeDefault { token } => {
+            let t = client.make_default_join_token(&token).await?;
+            println!("join token {:?} is now the default", t.name);
+            Ok(())
+        }
+        JoinTokenCmd::KernelArgs { secret, join_config } => {
+            if secret.trim().is_empty() {
+                bail!("--secret is empty");
+            }
+            let join = client.join_instructions(&secret).await?;
+            if join_config {
+                print!("{}", join.join_config);
+            } else {
+                println!("{}", join.kernel_args.join(" "));
+            }
+            Ok(())
+        }
+    }
+}

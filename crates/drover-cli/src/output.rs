@@ -1,0 +1,56 @@
+//! `-o table|json|yaml`.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML, or as a table of `rows` under `headers`.
+pub fn print<T: Serialize + ?Sized>(format: Format, value: &T, headers: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
+        Format::Table => print!("{}", table(headers, &rows)),
+    }
+    Ok(())
+}
+
+/// Left-aligned columns separated by three spaces, like kubectl.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_line_up() {
+        let t = super::table(&["ID", "ADDRESS"], &[vec!["a".into(), "x".into()], vec!["long-id".into(), "y".into()]]);
+        assert_eq!(t, "ID        ADDRESS\na         x\nlong-id   y\n");
+    }
+}

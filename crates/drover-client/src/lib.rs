@@ -1,0 +1,169 @@
+//! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
+
+use drover_model::{CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, Machine, Page};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A problem-details body returned by the server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Problem {
+    pub status: u16,
+    pub title: String,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("endpoint {0:?} is not a valid http(s) URL")]
+    Endpoint(String),
+    #[error("cannot reach Drover at {endpoint}: {source}")]
+    Transport {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error.
+    #[error("{} ({})", .problem.detail, .problem.status)]
+    Api { problem: Problem },
+    #[error("unexpected response from Drover ({status}): {body}")]
+    Unexpected { status: StatusCode, body: String },
+}
+
+impl ClientError {
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { problem } => Some(problem.status),
+            Self::Unexpected { status, .. } => Some(status.as_u16()),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: url::Url,
+    token: Option<String>,
+}
+
+impl Client {
+    /// `endpoint` is droverd's HTTP address, e.g. `http://127.0.0.1:8080`.
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
+        let base = url::Url::parse(endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| ClientError::Endpoint(endpoint.to_owned()))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
+        Ok(Self { http, base, token })
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = self.base.join(path).expect("API paths are relative URLs");
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let transport = |source| ClientError::Transport {
+            endpoint: self.base.to_string(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let is_problem = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+        let body = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| ClientError::Unexpected {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        match serde_json::from_slice::<Problem>(&body) {
+            Ok(problem) if is_problem => Err(ClientError::Api { problem }),
+            _ => Err(ClientError::Unexpected {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }),
+        }
+    }
+
+    pub async fn list_machines(&self, limit: Option<u32>, cursor: Option<&str>) -> Result<Page<Machine>> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_owned()));
+        }
+        self.send(self.request(Method::GET, "api/v1/machines").query(&query)).await
+    }
+
+    /// Every machine, following the pages.
+    pub async fn all_machines(&self) -> Result<Vec<Machine>> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.list_machines(Some(1000), cursor.as_deref()).await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn get_machine(&self, id: &str) -> Result<Machine> {
+        self.send(self.request(Method::GET, &format!("api/v1/machines/{}", segment(id))))
+            .await
+    }
+
+    pub async fn create_join_token(&self, req: &CreateJoinToken) -> Result<CreatedJoinToken> {
+        self.send(self.request(Method::POST, "api/v1/jointokens").json(req)).await
+    }
+
+    pub async fn list_join_tokens(&self) -> Result<Vec<JoinToken>> {
+        self.send(self.request(Method::GET, "api/v1/jointokens")).await
+    }
+
+    pub async fn revoke_join_token(&self, token: &str) -> Result<JoinToken> {
+        self.send(self.request(Method::POST, &format!("api/v1/jointokens/{}/revoke", segment(token))))
+            .await
+    }
+
+    pub async fn make_default_join_token(&self, token: &str) -> Result<JoinToken> {
+        self.send(self.request(Method::POST, &format!("api/v1/jointokens/{}/default", segment(token))))
+            .await
+    }
+
+    pub async fn join_instructions(&self, secret: &str) -> Result<JoinInstructions> {
+        self.send(
+            self.request(Method::POST, "api/v1/join-instructions")
+                .json(&serde_json::json!({ "secret": secret })),
+        )
+        .await
+    }
+}
+
+/// Percent-encodes one path segment.
+fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
