@@ -1,1 +1,178 @@
-//! Test harness: see the tests.
+//! The end-to-end test harness: a whole droverd (private PostgreSQL, REST, gRPC) in-process on
+//! loopback ports the OS picks, plus emulated Talos machines, in a few lines.
+//!
+//! ```ignore
+//! let drover = TestDrover::start().await;
+//! let token = drover.join_token("lab").await;
+//! let mut fleet = drover.fleet(&token.secret, 10);
+//! fleet.provision_all(&fast_retry(), &CancellationToken::new()).await.unwrap();
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drover_client::Client;
+use drover_emu::{CancellationToken, Fleet, FleetConfig, RetryPolicy};
+use drover_model::{CreateJoinToken, CreatedJoinToken};
+use drover_siderolink::JoinUrl;
+use droverd::{Database, LogFormat, Server, Settings};
+
+/// A droverd for one test, with its own data dir (and so its own PostgreSQL).
+pub struct TestDrover {
+    server: Option<Server>,
+    data_dir: tempfile::TempDir,
+    admin_token: String,
+    extra: Extra,
+}
+
+/// Settings a test may change before start.
+#[derive(Clone, Default)]
+pub struct Extra {
+    pub advertised_wireguard_endpoints: Vec<String>,
+}
+
+impl TestDrover {
+    pub async fn start() -> Self {
+        Self::start_with(Extra::default()).await
+    }
+
+    pub async fn start_with(extra: Extra) -> Self {
+        let data_dir = tempfile::Builder::new()
+            .prefix("drover-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let server = Server::start(settings(data_dir.path(), &extra))
+            .await
+            .expect("droverd starts");
+        let admin_token = server
+            .initial_admin_token()
+            .expect("a first start creates the initial admin token")
+            .to_owned();
+        Self {
+            server: Some(server),
+            data_dir,
+            admin_token,
+            extra,
+        }
+    }
+
+    /// Stops droverd (and its PostgreSQL) and starts it again on the same data dir.
+    pub async fn restart(&mut self) {
+        let server = self.server.take().expect("running");
+        let (old_http, old_machine) = (server.http_addr(), server.machine_api_addr());
+        server.shutdown().await.expect("clean shutdown");
+        let mut settings = settings(self.data_dir.path(), &self.extra);
+        // Keep the addresses, so nodes and clients configured before the restart still reach it.
+        settings.http_addr = old_http;
+        settings.machine_api_addr = old_machine;
+        let server = Server::start(settings).await.expect("droverd restarts");
+        assert!(
+            server.initial_admin_token().is_none(),
+            "a restart must not create another admin token"
+        );
+        self.server = Some(server);
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.server().http_addr())
+    }
+
+    /// A REST client with the admin token.
+    pub fn client(&self) -> Client {
+        Client::new(&self.http_url(), Some(self.admin_token.clone())).expect("client")
+    }
+
+    /// A REST client with no token.
+    pub fn anonymous_client(&self) -> Client {
+        Client::new(&self.http_url(), None).expect("client")
+    }
+
+    /// The `siderolink.api` URL a node would boot with for this secret.
+    pub fn join_url(&self, secret: &str) -> JoinUrl {
+        let mut url = self.server().machine_api_url().clone();
+        url.join_token = Some(secret.to_owned());
+        url
+    }
+
+    /// A gRPC channel to the machine API (where nodes provision).
+    pub async fn machine_api_channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.server().machine_api_url().connect_uri())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("machine API reachable")
+    }
+
+    pub async fn join_token(&self, name: &str) -> CreatedJoinToken {
+        self.client()
+            .create_join_token(&CreateJoinToken {
+                name: name.to_owned(),
+                expires_at: None,
+                make_default: false,
+            })
+            .await
+            .expect("join token created")
+    }
+
+    /// `n` emulated machines that will join with `secret`.
+    pub fn fleet(&self, secret: &str, n: usize, seed: &str) -> Fleet {
+        let mut config = FleetConfig::new(self.join_url(secret), n);
+        config.seed = seed.to_owned();
+        Fleet::new(config)
+    }
+
+    /// Runs SQL against droverd's database, for checks of what is stored.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        self.server().service().store().pool()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+fn settings(data_dir: &Path, extra: &Extra) -> Settings {
+    Settings {
+        data_dir: PathBuf::from(data_dir),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
+        machine_api_tls: None,
+        advertised_machine_api: None,
+        wireguard_addr: "127.0.0.1:50180".parse().expect("addr"),
+        advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),
+        database: Database::Private {
+            extra_settings: vec![
+                ("fsync".into(), "off".into()),
+                ("shared_buffers".into(), "16MB".into()),
+            ],
+        },
+        log_format: LogFormat::Text,
+    }
+}
+
+/// Retries quickly: the tests wait for outcomes, never for a clock.
+pub fn fast_retry(max_attempts: Option<usize>) -> RetryPolicy {
+    RetryPolicy {
+        min_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(200),
+        max_attempts,
+    }
+}
+
+pub fn no_cancel() -> CancellationToken {
+    CancellationToken::new()
+}
