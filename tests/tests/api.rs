@@ -1,0 +1,272 @@
+//! The management APIs end to end: REST (problem details, pagination, OpenAPI), the same
+//! operations over gRPC, and what is stored for secrets.
+
+use drover_client::{Client, ClientError};
+use drover_e2e::{TestDrover, fast_retry, no_cancel};
+use drover_model::{CreateJoinToken, JoinTokenState};
+use drover_proto::drover::v1 as pb;
+use tonic::Code;
+
+fn create(name: &str) -> CreateJoinToken {
+    CreateJoinToken {
+        name: name.to_owned(),
+        expires_at: None,
+        make_default: false,
+    }
+}
+
+fn api_status(err: ClientError) -> (u16, String, Option<String>) {
+    match err {
+        ClientError::Api { problem } => (problem.status, problem.detail, problem.field),
+        other => panic!("expected a problem response, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_management_call_needs_a_valid_token() {
+    let drover = TestDrover::start().await;
+    let (status, detail, _) = api_status(drover.anonymous_client().list_machines(None, None).await.unwrap_err());
+    assert_eq!(status, 401);
+    assert!(detail.contains("Authorization: Bearer"), "{detail}");
+
+    let forged = format!("{}x", &drover.admin_token()[..drover.admin_token().len() - 1]);
+    let client = Client::new(&drover.http_url(), Some(forged)).unwrap();
+    let (status, _, _) = api_status(client.list_join_tokens().await.unwrap_err());
+    assert_eq!(status, 401);
+
+    // The token file: the one printed at first start, owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let file = drover.data_dir().join("initial-admin-token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), drover.admin_token());
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Health endpoints need no token.
+    let http = reqwest_get(&format!("{}/healthz", drover.http_url())).await;
+    assert_eq!(http, (200, "ok\n".to_owned()));
+    let ready = reqwest_get(&format!("{}/readyz", drover.http_url())).await;
+    assert_eq!(ready, (200, "ready\n".to_owned()));
+    drover.stop().await;
+}
+
+async fn reqwest_get(url: &str) -> (u16, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", url])
+        .output()
+        .await
+        .expect("curl runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), format!("{body}\n").replacen("\n\n", "\n", 1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_token_lifecycle_and_bad_input() {
+    let drover = TestDrover::start().await;
+    let client = drover.client();
+
+    let first = client.create_join_token(&create("first")).await.unwrap();
+    assert!(first.token.is_default, "the first token becomes the default");
+    assert!(first.secret.starts_with("drj_"));
+    assert_eq!(first.join.kernel_args.len(), 3);
+    assert!(first.join.kernel_args[0].ends_with(&format!("?jointoken={}", first.secret)));
+    assert_eq!(first.join.kernel_args[1], "talos.events.sink=[fdae:41e4:649b:9303::1]:8090");
+    assert_eq!(first.join.kernel_args[2], "talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092");
+    assert!(first.join.join_config.contains("kind: SideroLinkConfig"));
+
+    let second = client
+        .create_join_token(&CreateJoinToken {
+            make_default: true,
+            ..create("second")
+        })
+        .await
+        .unwrap();
+    assert!(second.token.is_default);
+    let listed = client.list_join_tokens().await.unwrap();
+    assert_eq!(listed.iter().filter(|t| t.is_default).count(), 1);
+    assert!(!listed.iter().find(|t| t.name == "first").unwrap().is_default);
+
+    // Bad input names the field; duplicates conflict; nothing half-written.
+    let (status, detail, field) = api_status(client.create_join_token(&create("Bad Name")).await.unwrap_err());
+    assert_eq!((status, field.as_deref()), (422, Some("name")));
+    assert!(detail.contains("\"Bad Name\""), "{detail}");
+    let past = CreateJoinToken {
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+        ..create("late")
+    };
+    let (status, _, field) = api_status(client.create_join_token(&past).await.unwrap_err());
+    assert_eq!((status, field.as_deref()), (422, Some("expiresAt")));
+    let (status, detail, _) = api_status(client.create_join_token(&create("first")).await.unwrap_err());
+    assert_eq!(status, 409);
+    assert!(detail.contains("\"first\""), "{detail}");
+    assert_eq!(client.list_join_tokens().await.unwrap().len(), 2);
+
+    // Kernel args can be printed again from the secret, and only for an active token.
+    let again = client.join_instructions(&first.secret).await.unwrap();
+    assert_eq!(again, first.join);
+    let (status, _, field) = api_status(client.join_instructions("drj_nope").await.unwrap_err());
+    assert_eq!((status, field.as_deref()), (422, Some("secret")));
+
+    let revoked = client.revoke_join_token("second").await.unwrap();
+    assert_eq!(revoked.state, JoinTokenState::Revoked);
+    assert!(!revoked.is_default, "a revoked token stops being the default");
+    assert_eq!(client.revoke_join_token(&revoked.id.to_string()).await.unwrap().revoked_at, revoked.revoked_at);
+    let (status, _, _) = api_status(client.join_instructions(&second.secret).await.unwrap_err());
+    assert_eq!(status, 409);
+    let (status, _, _) = api_status(client.make_default_join_token("second").await.unwrap_err());
+    assert_eq!(status, 409);
+    assert!(client.make_default_join_token("first").await.unwrap().is_default);
+    let (status, detail, _) = api_status(client.revoke_join_token("missing").await.unwrap_err());
+    assert_eq!(status, 404);
+    assert!(detail.contains("\"missing\""), "{detail}");
+
+    // Raw rows: no secret is stored, only 32-byte hashes.
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT name, secret_hash FROM join_tokens")
+        .fetch_all(drover.pool())
+        .await
+        .unwrap();
+    let dump: Vec<(String,)> = sqlx::query_as("SELECT row_to_json(t)::text FROM join_tokens t")
+        .fetch_all(drover.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (text,) in dump {
+        assert!(!text.contains(&first.secret) && !text.contains(&second.secret[4..]), "{text}");
+    }
+    let api_rows: Vec<(String,)> = sqlx::query_as("SELECT row_to_json(t)::text FROM api_tokens t")
+        .fetch_all(drover.pool())
+        .await
+        .unwrap();
+    assert!(api_rows.iter().all(|(t,)| !t.contains(&drover.admin_token()[4..])));
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_page_over_rest_and_grpc_alike() {
+    let drover = TestDrover::start().await;
+    let token = drover.join_token("lab").await;
+    let mut fleet = drover.fleet(&token.secret, 23, "pages");
+    fleet.provision_all(&fast_retry(Some(20)), &no_cancel()).await.unwrap();
+    let client = drover.client();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = client.list_machines(Some(5), cursor.as_deref()).await.unwrap();
+        assert!(page.items.len() <= 5);
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|m| m.id.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5);
+    let mut expected: Vec<String> = fleet.machines().iter().map(|m| m.identity().uuid.clone()).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "pages cover every machine once, in id order");
+
+    for (limit, field) in [(0, "limit"), (1001, "limit")] {
+        let (status, _, f) = api_status(client.list_machines(Some(limit), None).await.unwrap_err());
+        assert_eq!((status, f.as_deref()), (422, Some(field)));
+    }
+    let (status, detail, _) = api_status(client.get_machine("no-such-machine").await.unwrap_err());
+    assert_eq!(status, 404);
+    assert!(detail.contains("no-such-machine"));
+
+    // The same over gRPC, on the HTTP port, with the same token.
+    let channel = tonic::transport::Endpoint::from_shared(drover.http_url()).unwrap().connect().await.unwrap();
+    let mut grpc = pb::machine_service_client::MachineServiceClient::new(channel.clone());
+    let err = grpc
+        .list_machines(pb::ListMachinesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let token = drover.admin_token().to_owned();
+    let authed = |msg| with_bearer(&token, msg);
+    let listed = grpc
+        .list_machines(authed(pb::ListMachinesRequest { limit: 1000, cursor: String::new() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let rest_all = client.all_machines().await.unwrap();
+    assert_eq!(listed.machines.len(), 23);
+    assert!(listed.next_cursor.is_empty());
+    for (g, r) in listed.machines.iter().zip(&rest_all) {
+        assert_eq!((g.id.as_str(), g.address.as_str()), (r.id.as_str(), r.address.as_str()));
+        assert_eq!(g.talos_version, r.talos_version);
+    }
+    let one = grpc
+        .get_machine(with_bearer(&token, pb::GetMachineRequest { id: rest_all[3].id.to_string() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.address, rest_all[3].address);
+    let missing = grpc
+        .get_machine(with_bearer(&token, pb::GetMachineRequest { id: "missing".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let mut tokens = pb::join_token_service_client::JoinTokenServiceClient::new(channel);
+    let authed = |msg| with_bearer(&token, msg);
+    let created = tokens
+        .create_join_token(authed(pb::CreateJoinTokenRequest {
+            name: "from-grpc".into(),
+            expires_at: None,
+            make_default: false,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.secret.starts_with("drj_"));
+    let bad = tokens
+        .create_join_token(authed(pb::CreateJoinTokenRequest {
+            name: "Nope".into(),
+            expires_at: None,
+            make_default: false,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let revoked = tokens
+        .revoke_join_token(with_bearer(&token, pb::JoinTokenRef { token: "from-grpc".into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.state, "revoked");
+    drover.stop().await;
+}
+
+fn with_bearer<T>(token: &str, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_is_served_and_matches_the_committed_snapshot() {
+    let drover = TestDrover::start().await;
+    let (status, body) = reqwest_get(&format!("{}/api/openapi.json", drover.http_url())).await;
+    assert_eq!(status, 200);
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for path in [
+        "/api/v1/machines",
+        "/api/v1/machines/{id}",
+        "/api/v1/jointokens",
+        "/api/v1/jointokens/{token}/revoke",
+        "/api/v1/join-instructions",
+    ] {
+        assert!(served["paths"].get(path).is_some(), "{path} is documented");
+    }
+    let snapshot_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/drover-rest/openapi.json");
+    let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(snapshot_path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(snapshot_path)
+        .expect("crates/drover-rest/openapi.json exists; run with UPDATE_SNAPSHOTS=1 to create it");
+    assert_eq!(pretty, committed, "the API changed: review it, then run with UPDATE_SNAPSHOTS=1");
+    drover.stop().await;
+}
