@@ -76,9 +76,15 @@ enum JoinTokenCmd {
         output: Format,
     },
     /// Revoke a join token by name or id: nodes presenting it are refused.
-    Revoke { token: String },
+    Revoke {
+        #[arg(value_name = "NAME|ID")]
+        join_token: String,
+    },
     /// Make a join token the default one.
-    MakeDefault { token: String },
+    MakeDefault {
+        #[arg(value_name = "NAME|ID")]
+        join_token: String,
+    },
     /// Print the kernel arguments (or join-config documents) for a join token secret.
     KernelArgs {
         /// The token secret printed by `create`.
@@ -177,13 +183,13 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             let tokens = client.list_join_tokens().await?;
             output::print(output, &tokens, TOKEN_HEADERS, tokens.iter().map(token_row).collect())
         }
-        JoinTokenCmd::Revoke { token } => {
-            let t = client.revoke_join_token(&token).await?;
+        JoinTokenCmd::Revoke { join_token } => {
+            let t = client.revoke_join_token(&join_token).await?;
             println!("join token {:?} revoked", t.name);
             Ok(())
         }
-        JoinTokenCmd::MakeDefault { token } => {
-            let t = client.make_default_join_token(&token).await?;
+        JoinTokenCmd::MakeDefault { join_token } => {
+            let t = client.make_default_join_token(&join_token).await?;
             println!("join token {:?} is now the default", t.name);
             Ok(())
         }

@@ -1,0 +1,239 @@
+//! The three binaries as a user runs them: `droverd` with its private database, `drover-emu`
+//! joining machines, the `drover` CLI reading them back; SIGTERM, restart.
+//!
+//! Needs the binaries built (`cargo build --workspace --bins`, which `scripts/test` does).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+struct Droverd {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    printed: Vec<String>,
+    http: String,
+    machine_api: String,
+}
+
+/// Starts droverd and reads its stdout up to the machine API line.
+async fn start_droverd(data_dir: &std::path::Path) -> Droverd {
+    let mut child = Command::new(bin("droverd"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--machine-api-addr", "127.0.0.1:0"])
+        .env("DROVER_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let (mut http, mut machine_api) = (String::new(), String::new());
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        if let Some(url) = line.strip_prefix("Drover is listening on ") {
+            http = url.to_owned();
+        }
+        if let Some(url) = line.strip_prefix("Machine API for nodes: ") {
+            machine_api = url.to_owned();
+            printed.push(line);
+            break;
+        }
+        printed.push(line);
+    }
+    assert!(!machine_api.is_empty(), "droverd exited early; it printed {printed:?}");
+    Droverd {
+        child,
+        stdout,
+        printed,
+        http,
+        machine_api,
+    }
+}
+
+impl Droverd {
+    async fn terminate(mut self) {
+        let pid = Pid::from_raw(self.child.id().unwrap() as i32);
+        kill(pid, Signal::SIGTERM).unwrap();
+        while self.stdout.next_line().await.unwrap().is_some() {}
+        let status = self.child.wait().await.unwrap();
+        assert!(status.success(), "droverd exits cleanly on SIGTERM: {status}");
+    }
+}
+
+async fn drover(http: &str, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(bin("drover"));
+    cmd.args(args).env("DROVER_ENDPOINT", http).env_remove("DROVER_TOKEN");
+    if let Some(t) = token {
+        cmd.env("DROVER_TOKEN", t);
+    }
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn droverd_drover_and_drover_emu_work_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let droverd = start_droverd(&data_dir).await;
+
+    // The initial admin token is printed once and saved owner-only.
+    let token_file = data_dir.join("initial-admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(droverd.printed.iter().any(|l| l.trim() == token), "{:?}", droverd.printed);
+    let http = droverd.http.clone();
+
+    // No token: a clear error.
+    let (ok, _, err) = drover(&http, None, &["get", "machines"]).await;
+    assert!(!ok);
+    assert!(err.contains("an API token is required"), "{err}");
+
+    let (ok, out, err) = drover(&http, Some(&token), &["jointoken", "create", "lab", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let (ok, out, _) = drover(&http, Some(&token), &["jointoken", "create", "other"]).await;
+    assert!(ok);
+    assert!(out.contains("Its secret is shown only now") && out.contains("siderolink.api="), "{out}");
+
+    let (ok, out, _) = drover(&http, Some(&token), &["jointoken", "kernel-args", "--secret", &secret]).await;
+    assert!(ok);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "siderolink.api={}?jointoken={secret} talos.events.sink=[fdae:41e4:649b:9303::1]:8090 \
+             talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092",
+            droverd.machine_api
+        )
+    );
+
+    // Three emulated machines join.
+    let mut emu = Command::new(bin("drover-emu"))
+        .args(["--api", &format!("{}?jointoken={secret}", droverd.machine_api)])
+        .args(["--machines", "3", "--seed", "binaries"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut emu_out = BufReader::new(emu.stdout.take().unwrap()).lines();
+    let mut joined = 0;
+    while let Some(line) = emu_out.next_line().await.unwrap() {
+        if line.contains(" joined: address ") {
+            joined += 1;
+            if joined == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(joined, 3);
+    kill(Pid::from_raw(emu.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    assert!(emu.wait().await.unwrap().success());
+
+    let (ok, out, err) = drover(&http, Some(&token), &["get", "machines", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let machines: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(machines.len(), 3);
+    for m in &machines {
+        for key in ["id", "address", "talosVersion", "connected"] {
+            assert!(m.get(key).is_some(), "{key} in {m}");
+        }
+        assert_eq!(m["talosVersion"], "v1.13.8");
+        assert_eq!(m["connected"], false);
+    }
+    let (ok, out, _) = drover(&http, Some(&token), &["get", "machines", "-o", "yaml"]).await;
+    assert!(ok);
+    let from_yaml: Vec<serde_json::Value> = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!(from_yaml, machines);
+    let id = machines[0]["id"].as_str().unwrap();
+    let (ok, out, _) = drover(&http, Some(&token), &["get", "machine", id]).await;
+    assert!(ok);
+    assert!(out.starts_with("ID") && out.contains(machines[0]["address"].as_str().unwrap()), "{out}");
+    let (ok, out, _) = drover(&http, Some(&token), &["get", "machines"]).await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), 4, "a header and three rows: {out}");
+
+    let (ok, out, _) = drover(&http, Some(&token), &["jointoken", "list"]).await;
+    assert!(ok);
+    let lab = out.lines().find(|l| l.starts_with("lab ")).unwrap();
+    assert!(lab.contains(" active ") && lab.contains(" yes "), "{lab}");
+    let (ok, out, err) = drover(&http, Some(&token), &["jointoken", "revoke", "lab"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "join token \"lab\" revoked");
+    let (ok, _, err) = drover(&http, Some(&token), &["jointoken", "make-default", "other"]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = drover(&http, Some(&token), &["jointoken", "kernel-args", "--secret", &secret]).await;
+    assert!(!ok);
+    assert!(err.contains("revoked"), "{err}");
+
+    // SIGTERM, then a restart on the same data dir: no new token, same machines.
+    droverd.terminate().await;
+    let droverd = start_droverd(&data_dir).await;
+    assert!(
+        !droverd.printed.iter().any(|l| l.contains("Initial admin API token")),
+        "{:?}",
+        droverd.printed
+    );
+    let (ok, out, _) = drover(&droverd.http, Some(&token), &["get", "machines", "-o", "json"]).await;
+    assert!(ok);
+    let again: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(again, machines);
+    droverd.terminate().await;
+}
+
+#[tokio::test]
+async fn droverd_help_documents_every_setting() {
+    let out = Command::new(bin("droverd")).arg("--help").output().await.unwrap();
+    // clap wraps long lines; compare with whitespace collapsed.
+    let help = String::from_utf8(out.stdout).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--http-addr",
+        "--machine-api-addr",
+        "--machine-api-tls-cert",
+        "--advertised-machine-api",
+        "--wireguard-addr",
+        "--database-url",
+        "DROVER_DATA_DIR",
+        "[default: ./drover-data]",
+        "[default: 127.0.0.1:8080]",
+        "[default: 0.0.0.0:8090]",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn droverd_refuses_bad_settings_with_a_clear_message() {
+    let out = Command::new(bin("droverd"))
+        .args(["--advertised-machine-api", "ftp://x:1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("advertised-machine-api") && err.contains("grpc://"), "{err}");
+}
