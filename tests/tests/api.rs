@@ -49,14 +49,8 @@ async fn every_management_call_needs_a_valid_token() {
 }
 
 async fn reqwest_get(url: &str) -> (u16, String) {
-    let out = tokio::process::Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", url])
-        .output()
-        .await
-        .expect("curl runs");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), format!("{body}\n").replacen("\n\n", "\n", 1))
+    let resp = reqwest::get(url).await.expect("droverd answers");
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
