@@ -25,11 +25,20 @@ fn api_status(err: ClientError) -> (u16, String, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_management_call_needs_a_valid_token() {
     let drover = TestDrover::start().await;
-    let (status, detail, _) = api_status(drover.anonymous_client().list_machines(None, None).await.unwrap_err());
+    let (status, detail, _) = api_status(
+        drover
+            .anonymous_client()
+            .list_machines(None, None)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(status, 401);
     assert!(detail.contains("Authorization: Bearer"), "{detail}");
 
-    let forged = format!("{}x", &drover.admin_token()[..drover.admin_token().len() - 1]);
+    let forged = format!(
+        "{}x",
+        &drover.admin_token()[..drover.admin_token().len() - 1]
+    );
     let client = Client::new(&drover.http_url(), Some(forged)).unwrap();
     let (status, _, _) = api_status(client.list_join_tokens().await.unwrap_err());
     assert_eq!(status, 401);
@@ -37,8 +46,14 @@ async fn every_management_call_needs_a_valid_token() {
     // The token file: the one printed at first start, owner-only.
     use std::os::unix::fs::PermissionsExt;
     let file = drover.data_dir().join("initial-admin-token");
-    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), drover.admin_token());
-    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        drover.admin_token()
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // Health endpoints need no token.
     let http = reqwest_get(&format!("{}/healthz", drover.http_url())).await;
@@ -59,12 +74,21 @@ async fn join_token_lifecycle_and_bad_input() {
     let client = drover.client();
 
     let first = client.create_join_token(&create("first")).await.unwrap();
-    assert!(first.token.is_default, "the first token becomes the default");
+    assert!(
+        first.token.is_default,
+        "the first token becomes the default"
+    );
     assert!(first.secret.starts_with("drj_"));
     assert_eq!(first.join.kernel_args.len(), 3);
     assert!(first.join.kernel_args[0].ends_with(&format!("?jointoken={}", first.secret)));
-    assert_eq!(first.join.kernel_args[1], "talos.events.sink=[fdae:41e4:649b:9303::1]:8090");
-    assert_eq!(first.join.kernel_args[2], "talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092");
+    assert_eq!(
+        first.join.kernel_args[1],
+        "talos.events.sink=[fdae:41e4:649b:9303::1]:8090"
+    );
+    assert_eq!(
+        first.join.kernel_args[2],
+        "talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092"
+    );
     assert!(first.join.join_config.contains("kind: SideroLinkConfig"));
 
     let second = client
@@ -77,10 +101,21 @@ async fn join_token_lifecycle_and_bad_input() {
     assert!(second.token.is_default);
     let listed = client.list_join_tokens().await.unwrap();
     assert_eq!(listed.iter().filter(|t| t.is_default).count(), 1);
-    assert!(!listed.iter().find(|t| t.name == "first").unwrap().is_default);
+    assert!(
+        !listed
+            .iter()
+            .find(|t| t.name == "first")
+            .unwrap()
+            .is_default
+    );
 
     // Bad input names the field; duplicates conflict; nothing half-written.
-    let (status, detail, field) = api_status(client.create_join_token(&create("Bad Name")).await.unwrap_err());
+    let (status, detail, field) = api_status(
+        client
+            .create_join_token(&create("Bad Name"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((status, field.as_deref()), (422, Some("name")));
     assert!(detail.contains("\"Bad Name\""), "{detail}");
     let past = CreateJoinToken {
@@ -89,7 +124,12 @@ async fn join_token_lifecycle_and_bad_input() {
     };
     let (status, _, field) = api_status(client.create_join_token(&past).await.unwrap_err());
     assert_eq!((status, field.as_deref()), (422, Some("expiresAt")));
-    let (status, detail, _) = api_status(client.create_join_token(&create("first")).await.unwrap_err());
+    let (status, detail, _) = api_status(
+        client
+            .create_join_token(&create("first"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(status, 409);
     assert!(detail.contains("\"first\""), "{detail}");
     assert_eq!(client.list_join_tokens().await.unwrap().len(), 2);
@@ -102,13 +142,29 @@ async fn join_token_lifecycle_and_bad_input() {
 
     let revoked = client.revoke_join_token("second").await.unwrap();
     assert_eq!(revoked.state, JoinTokenState::Revoked);
-    assert!(!revoked.is_default, "a revoked token stops being the default");
-    assert_eq!(client.revoke_join_token(&revoked.id.to_string()).await.unwrap().revoked_at, revoked.revoked_at);
+    assert!(
+        !revoked.is_default,
+        "a revoked token stops being the default"
+    );
+    assert_eq!(
+        client
+            .revoke_join_token(&revoked.id.to_string())
+            .await
+            .unwrap()
+            .revoked_at,
+        revoked.revoked_at
+    );
     let (status, _, _) = api_status(client.join_instructions(&second.secret).await.unwrap_err());
     assert_eq!(status, 409);
     let (status, _, _) = api_status(client.make_default_join_token("second").await.unwrap_err());
     assert_eq!(status, 409);
-    assert!(client.make_default_join_token("first").await.unwrap().is_default);
+    assert!(
+        client
+            .make_default_join_token("first")
+            .await
+            .unwrap()
+            .is_default
+    );
     let (status, detail, _) = api_status(client.revoke_join_token("missing").await.unwrap_err());
     assert_eq!(status, 404);
     assert!(detail.contains("\"missing\""), "{detail}");
@@ -124,13 +180,20 @@ async fn join_token_lifecycle_and_bad_input() {
         .unwrap();
     assert_eq!(rows.len(), 2);
     for (text,) in dump {
-        assert!(!text.contains(&first.secret) && !text.contains(&second.secret[4..]), "{text}");
+        assert!(
+            !text.contains(&first.secret) && !text.contains(&second.secret[4..]),
+            "{text}"
+        );
     }
     let api_rows: Vec<(String,)> = sqlx::query_as("SELECT row_to_json(t)::text FROM api_tokens t")
         .fetch_all(drover.pool())
         .await
         .unwrap();
-    assert!(api_rows.iter().all(|(t,)| !t.contains(&drover.admin_token()[4..])));
+    assert!(
+        api_rows
+            .iter()
+            .all(|(t,)| !t.contains(&drover.admin_token()[4..]))
+    );
     drover.stop().await;
 }
 
@@ -139,14 +202,20 @@ async fn machines_page_over_rest_and_grpc_alike() {
     let drover = TestDrover::start().await;
     let token = drover.join_token("lab").await;
     let mut fleet = drover.fleet(&token.secret, 23, "pages");
-    fleet.provision_all(&fast_retry(Some(20)), &no_cancel()).await.unwrap();
+    fleet
+        .provision_all(&fast_retry(Some(20)), &no_cancel())
+        .await
+        .unwrap();
     let client = drover.client();
 
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = client.list_machines(Some(5), cursor.as_deref()).await.unwrap();
+        let page = client
+            .list_machines(Some(5), cursor.as_deref())
+            .await
+            .unwrap();
         assert!(page.items.len() <= 5);
         pages += 1;
         seen.extend(page.items.into_iter().map(|m| m.id.to_string()));
@@ -156,9 +225,16 @@ async fn machines_page_over_rest_and_grpc_alike() {
         }
     }
     assert_eq!(pages, 5);
-    let mut expected: Vec<String> = fleet.machines().iter().map(|m| m.identity().uuid.clone()).collect();
+    let mut expected: Vec<String> = fleet
+        .machines()
+        .iter()
+        .map(|m| m.identity().uuid.clone())
+        .collect();
     expected.sort();
-    assert_eq!(seen, expected, "pages cover every machine once, in id order");
+    assert_eq!(
+        seen, expected,
+        "pages cover every machine once, in id order"
+    );
 
     for (limit, field) in [(0, "limit"), (1001, "limit")] {
         let (status, _, f) = api_status(client.list_machines(Some(limit), None).await.unwrap_err());
@@ -169,7 +245,11 @@ async fn machines_page_over_rest_and_grpc_alike() {
     assert!(detail.contains("no-such-machine"));
 
     // The same over gRPC, on the HTTP port, with the same token.
-    let channel = tonic::transport::Endpoint::from_shared(drover.http_url()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(drover.http_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut grpc = pb::machine_service_client::MachineServiceClient::new(channel.clone());
     let err = grpc
         .list_machines(pb::ListMachinesRequest::default())
@@ -179,7 +259,10 @@ async fn machines_page_over_rest_and_grpc_alike() {
     let token = drover.admin_token().to_owned();
     let authed = |msg| with_bearer(&token, msg);
     let listed = grpc
-        .list_machines(authed(pb::ListMachinesRequest { limit: 1000, cursor: String::new() }))
+        .list_machines(authed(pb::ListMachinesRequest {
+            limit: 1000,
+            cursor: String::new(),
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -187,17 +270,30 @@ async fn machines_page_over_rest_and_grpc_alike() {
     assert_eq!(listed.machines.len(), 23);
     assert!(listed.next_cursor.is_empty());
     for (g, r) in listed.machines.iter().zip(&rest_all) {
-        assert_eq!((g.id.as_str(), g.address.as_str()), (r.id.as_str(), r.address.as_str()));
+        assert_eq!(
+            (g.id.as_str(), g.address.as_str()),
+            (r.id.as_str(), r.address.as_str())
+        );
         assert_eq!(g.talos_version, r.talos_version);
     }
     let one = grpc
-        .get_machine(with_bearer(&token, pb::GetMachineRequest { id: rest_all[3].id.to_string() }))
+        .get_machine(with_bearer(
+            &token,
+            pb::GetMachineRequest {
+                id: rest_all[3].id.to_string(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(one.address, rest_all[3].address);
     let missing = grpc
-        .get_machine(with_bearer(&token, pb::GetMachineRequest { id: "missing".into() }))
+        .get_machine(with_bearer(
+            &token,
+            pb::GetMachineRequest {
+                id: "missing".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -224,7 +320,12 @@ async fn machines_page_over_rest_and_grpc_alike() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     let revoked = tokens
-        .revoke_join_token(with_bearer(&token, pb::JoinTokenRef { token: "from-grpc".into() }))
+        .revoke_join_token(with_bearer(
+            &token,
+            pb::JoinTokenRef {
+                token: "from-grpc".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -254,13 +355,19 @@ async fn openapi_document_is_served_and_matches_the_committed_snapshot() {
     ] {
         assert!(served["paths"].get(path).is_some(), "{path} is documented");
     }
-    let snapshot_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/drover-rest/openapi.json");
+    let snapshot_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/drover-rest/openapi.json"
+    );
     let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(snapshot_path, &pretty).unwrap();
     }
     let committed = std::fs::read_to_string(snapshot_path)
         .expect("crates/drover-rest/openapi.json exists; run with UPDATE_SNAPSHOTS=1 to create it");
-    assert_eq!(pretty, committed, "the API changed: review it, then run with UPDATE_SNAPSHOTS=1");
+    assert_eq!(
+        pretty, committed,
+        "the API changed: review it, then run with UPDATE_SNAPSHOTS=1"
+    );
     drover.stop().await;
 }

@@ -58,7 +58,10 @@ async fn start_droverd(data_dir: &std::path::Path) -> Droverd {
         }
         printed.push(line);
     }
-    assert!(!machine_api.is_empty(), "droverd exited early; it printed {printed:?}");
+    assert!(
+        !machine_api.is_empty(),
+        "droverd exited early; it printed {printed:?}"
+    );
     Droverd {
         child,
         stdout,
@@ -74,13 +77,18 @@ impl Droverd {
         kill(pid, Signal::SIGTERM).unwrap();
         while self.stdout.next_line().await.unwrap().is_some() {}
         let status = self.child.wait().await.unwrap();
-        assert!(status.success(), "droverd exits cleanly on SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "droverd exits cleanly on SIGTERM: {status}"
+        );
     }
 }
 
 async fn drover(http: &str, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(bin("drover"));
-    cmd.args(args).env("DROVER_ENDPOINT", http).env_remove("DROVER_TOKEN");
+    cmd.args(args)
+        .env("DROVER_ENDPOINT", http)
+        .env_remove("DROVER_TOKEN");
     if let Some(t) = token {
         cmd.env("DROVER_TOKEN", t);
     }
@@ -100,9 +108,19 @@ async fn droverd_drover_and_drover_emu_work_together() {
 
     // The initial admin token is printed once and saved owner-only.
     let token_file = data_dir.join("initial-admin-token");
-    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(droverd.printed.iter().any(|l| l.trim() == token), "{:?}", droverd.printed);
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        droverd.printed.iter().any(|l| l.trim() == token),
+        "{:?}",
+        droverd.printed
+    );
     let http = droverd.http.clone();
 
     // No token: a clear error.
@@ -110,15 +128,28 @@ async fn droverd_drover_and_drover_emu_work_together() {
     assert!(!ok);
     assert!(err.contains("an API token is required"), "{err}");
 
-    let (ok, out, err) = drover(&http, Some(&token), &["jointoken", "create", "lab", "-o", "json"]).await;
+    let (ok, out, err) = drover(
+        &http,
+        Some(&token),
+        &["jointoken", "create", "lab", "-o", "json"],
+    )
+    .await;
     assert!(ok, "{err}");
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     let secret = created["secret"].as_str().unwrap().to_owned();
     let (ok, out, _) = drover(&http, Some(&token), &["jointoken", "create", "other"]).await;
     assert!(ok);
-    assert!(out.contains("Its secret is shown only now") && out.contains("siderolink.api="), "{out}");
+    assert!(
+        out.contains("Its secret is shown only now") && out.contains("siderolink.api="),
+        "{out}"
+    );
 
-    let (ok, out, _) = drover(&http, Some(&token), &["jointoken", "kernel-args", "--secret", &secret]).await;
+    let (ok, out, _) = drover(
+        &http,
+        Some(&token),
+        &["jointoken", "kernel-args", "--secret", &secret],
+    )
+    .await;
     assert!(ok);
     assert_eq!(
         out.trim(),
@@ -131,7 +162,10 @@ async fn droverd_drover_and_drover_emu_work_together() {
 
     // Three emulated machines join.
     let mut emu = Command::new(bin("drover-emu"))
-        .args(["--api", &format!("{}?jointoken={secret}", droverd.machine_api)])
+        .args([
+            "--api",
+            &format!("{}?jointoken={secret}", droverd.machine_api),
+        ])
         .args(["--machines", "3", "--seed", "binaries"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -170,7 +204,10 @@ async fn droverd_drover_and_drover_emu_work_together() {
     let id = machines[0]["id"].as_str().unwrap();
     let (ok, out, _) = drover(&http, Some(&token), &["get", "machine", id]).await;
     assert!(ok);
-    assert!(out.starts_with("ID") && out.contains(machines[0]["address"].as_str().unwrap()), "{out}");
+    assert!(
+        out.starts_with("ID") && out.contains(machines[0]["address"].as_str().unwrap()),
+        "{out}"
+    );
     let (ok, out, _) = drover(&http, Some(&token), &["get", "machines"]).await;
     assert!(ok);
     assert_eq!(out.lines().count(), 4, "a header and three rows: {out}");
@@ -184,7 +221,12 @@ async fn droverd_drover_and_drover_emu_work_together() {
     assert_eq!(out.trim(), "join token \"lab\" revoked");
     let (ok, _, err) = drover(&http, Some(&token), &["jointoken", "make-default", "other"]).await;
     assert!(ok, "{err}");
-    let (ok, _, err) = drover(&http, Some(&token), &["jointoken", "kernel-args", "--secret", &secret]).await;
+    let (ok, _, err) = drover(
+        &http,
+        Some(&token),
+        &["jointoken", "kernel-args", "--secret", &secret],
+    )
+    .await;
     assert!(!ok);
     assert!(err.contains("revoked"), "{err}");
 
@@ -192,11 +234,19 @@ async fn droverd_drover_and_drover_emu_work_together() {
     droverd.terminate().await;
     let droverd = start_droverd(&data_dir).await;
     assert!(
-        !droverd.printed.iter().any(|l| l.contains("Initial admin API token")),
+        !droverd
+            .printed
+            .iter()
+            .any(|l| l.contains("Initial admin API token")),
         "{:?}",
         droverd.printed
     );
-    let (ok, out, _) = drover(&droverd.http, Some(&token), &["get", "machines", "-o", "json"]).await;
+    let (ok, out, _) = drover(
+        &droverd.http,
+        Some(&token),
+        &["get", "machines", "-o", "json"],
+    )
+    .await;
     assert!(ok);
     let again: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(again, machines);
@@ -205,9 +255,17 @@ async fn droverd_drover_and_drover_emu_work_together() {
 
 #[tokio::test]
 async fn droverd_help_documents_every_setting() {
-    let out = Command::new(bin("droverd")).arg("--help").output().await.unwrap();
+    let out = Command::new(bin("droverd"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
     // clap wraps long lines; compare with whitespace collapsed.
-    let help = String::from_utf8(out.stdout).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for flag in [
         "--config",
         "--data-dir",
@@ -235,5 +293,8 @@ async fn droverd_refuses_bad_settings_with_a_clear_message() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("advertised-machine-api") && err.contains("grpc://"), "{err}");
+    assert!(
+        err.contains("advertised-machine-api") && err.contains("grpc://"),
+        "{err}"
+    );
 }

@@ -11,7 +11,10 @@ use drover_siderolink::keys::KeyPair;
 use tonic::Code;
 
 fn addresses_by_id(machines: &[drover_model::Machine]) -> HashMap<String, String> {
-    machines.iter().map(|m| (m.id.to_string(), m.address.clone())).collect()
+    machines
+        .iter()
+        .map(|m| (m.id.to_string(), m.address.clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,18 +22,28 @@ async fn fifty_machines_join_keep_their_addresses_across_restarts_and_reboots() 
     let mut drover = TestDrover::start().await;
     let token = drover.join_token("rack-1").await;
     let mut fleet = drover.fleet(&token.secret, 50, "fifty");
-    fleet.provision_all(&fast_retry(Some(20)), &no_cancel()).await.expect("all join");
+    fleet
+        .provision_all(&fast_retry(Some(20)), &no_cancel())
+        .await
+        .expect("all join");
 
     let listed = drover.client().all_machines().await.unwrap();
     assert_eq!(listed.len(), 50);
     let plan = AddressPlan::default();
     let addresses: HashSet<Ipv6Addr> = listed.iter().map(|m| m.address.parse().unwrap()).collect();
     assert_eq!(addresses.len(), 50, "every machine has its own address");
-    assert!(addresses.iter().all(|a| plan.siderolink.contains(*a) && *a != plan.server_address()));
+    assert!(
+        addresses
+            .iter()
+            .all(|a| plan.siderolink.contains(*a) && *a != plan.server_address())
+    );
     let before = addresses_by_id(&listed);
     for m in fleet.machines() {
         let provisioned = m.provisioned().unwrap();
-        assert_eq!(before[&m.identity().uuid], provisioned.node_address.to_string());
+        assert_eq!(
+            before[&m.identity().uuid],
+            provisioned.node_address.to_string()
+        );
         assert_eq!(provisioned.server_address, plan.server_address());
         assert_eq!(provisioned.prefix_len, 64);
     }
@@ -51,13 +64,22 @@ async fn fifty_machines_join_keep_their_addresses_across_restarts_and_reboots() 
 
     // Every node reboots with a fresh WireGuard key and provisions again: addresses stay,
     // keys are replaced, nothing is duplicated.
-    let old_keys: HashSet<String> = after_restart.iter().map(|m| m.wireguard_public_key.clone()).collect();
+    let old_keys: HashSet<String> = after_restart
+        .iter()
+        .map(|m| m.wireguard_public_key.clone())
+        .collect();
     fleet.reboot_all();
-    fleet.provision_all(&fast_retry(Some(20)), &no_cancel()).await.expect("all re-join");
+    fleet
+        .provision_all(&fast_retry(Some(20)), &no_cancel())
+        .await
+        .expect("all re-join");
     let after_reboot = drover.client().all_machines().await.unwrap();
     assert_eq!(addresses_by_id(&after_reboot), before);
     for m in fleet.machines() {
-        let stored = after_reboot.iter().find(|s| s.id.as_str() == m.identity().uuid).unwrap();
+        let stored = after_reboot
+            .iter()
+            .find(|s| s.id.as_str() == m.identity().uuid)
+            .unwrap();
         assert_eq!(stored.wireguard_public_key, m.public_key().to_base64());
         assert!(!old_keys.contains(&stored.wireguard_public_key));
         assert!(stored.last_provisioned_at > stored.first_provisioned_at);
@@ -73,9 +95,16 @@ async fn machine_count(drover: &TestDrover) -> i64 {
         .unwrap()
 }
 
-async fn provision_once(drover: &TestDrover, secret: &str, seed: &str) -> Result<(), ProvisionError> {
+async fn provision_once(
+    drover: &TestDrover,
+    secret: &str,
+    seed: &str,
+) -> Result<(), ProvisionError> {
     let mut machine = EmulatedMachine::new(MachineIdentity::derive(seed, 0), "v1.13.8");
-    machine.provision(&drover.join_url(secret)).await.map(|_| ())
+    machine
+        .provision(&drover.join_url(secret))
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,16 +116,19 @@ async fn bad_revoked_and_expired_tokens_are_refused_and_store_nothing() {
     client.revoke_join_token("revoked").await.unwrap();
     let expired = drover.join_token("expired").await;
     // Let time pass for this token only: its expiry moves into the past.
-    sqlx::query("UPDATE join_tokens SET expires_at = now() - interval '1 minute' WHERE name = 'expired'")
-        .execute(drover.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE join_tokens SET expires_at = now() - interval '1 minute' WHERE name = 'expired'",
+    )
+    .execute(drover.pool())
+    .await
+    .unwrap();
 
     // A well-formed token whose id exists but whose secret is wrong, one with an unknown id,
     // garbage, and none at all.
     let mut wrong_secret = good.secret.clone();
     wrong_secret.replace_range(wrong_secret.len() - 4.., "zzzz");
-    let unknown_id = "drj_00000000000000000000000000000000_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let unknown_id =
+        "drj_00000000000000000000000000000000_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let cases = [
         (wrong_secret.as_str(), "the join token is not valid"),
         (unknown_id, "the join token is not valid"),
@@ -106,19 +138,35 @@ async fn bad_revoked_and_expired_tokens_are_refused_and_store_nothing() {
         (expired.secret.as_str(), "expired at"),
     ];
     for (secret, message) in cases {
-        let err = provision_once(&drover, secret, "refused").await.unwrap_err();
+        let err = provision_once(&drover, secret, "refused")
+            .await
+            .unwrap_err();
         let ProvisionError::Rejected(status) = &err else {
             panic!("{secret:?}: expected a gRPC rejection, got {err}");
         };
-        assert_eq!(status.code(), Code::PermissionDenied, "{secret:?}: {status:?}");
-        assert!(status.message().contains(message), "{secret:?}: {}", status.message());
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{secret:?}: {status:?}"
+        );
+        assert!(
+            status.message().contains(message),
+            "{secret:?}: {}",
+            status.message()
+        );
     }
-    assert_eq!(machine_count(&drover).await, 0, "refused joins leave no row");
+    assert_eq!(
+        machine_count(&drover).await,
+        0,
+        "refused joins leave no row"
+    );
     for t in client.list_join_tokens().await.unwrap() {
         assert_eq!(t.use_count, 0, "{} was not used", t.name);
     }
 
-    provision_once(&drover, &good.secret, "accepted").await.expect("the good token works");
+    provision_once(&drover, &good.secret, "accepted")
+        .await
+        .expect("the good token works");
     assert_eq!(machine_count(&drover).await, 1);
     drover.stop().await;
 }
@@ -146,32 +194,71 @@ async fn malformed_keys_and_identity_theft_are_refused() {
             .provision(request(uuid, bad_key.to_owned(), "node-a"))
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{bad_key:?}: {status:?}");
-        assert!(status.message().starts_with("node_public_key: "), "{}", status.message());
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{bad_key:?}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with("node_public_key: "),
+            "{}",
+            status.message()
+        );
     }
     assert_eq!(machine_count(&drover).await, 0);
 
     let first = KeyPair::generate().public().to_base64();
-    client.provision(request(uuid, first.clone(), "node-a")).await.expect("first join");
+    client
+        .provision(request(uuid, first.clone(), "node-a"))
+        .await
+        .expect("first join");
 
     // Another node claims the same SMBIOS UUID with a different unique token.
     let status = client
-        .provision(request(uuid, KeyPair::generate().public().to_base64(), "node-b"))
+        .provision(request(
+            uuid,
+            KeyPair::generate().public().to_base64(),
+            "node-b",
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
-    assert!(status.message().contains("already registered to a different node"), "{}", status.message());
+    assert!(
+        status
+            .message()
+            .contains("already registered to a different node"),
+        "{}",
+        status.message()
+    );
     let stored = drover.client().get_machine(uuid).await.unwrap();
-    assert_eq!(stored.wireguard_public_key, first, "the impostor did not replace the key");
+    assert_eq!(
+        stored.wireguard_public_key, first,
+        "the impostor did not replace the key"
+    );
 
     // The same node, after a reboot, is welcome.
     let second = KeyPair::generate().public().to_base64();
-    client.provision(request(uuid, second.clone(), "node-a")).await.expect("same node re-joins");
-    assert_eq!(drover.client().get_machine(uuid).await.unwrap().wireguard_public_key, second);
+    client
+        .provision(request(uuid, second.clone(), "node-a"))
+        .await
+        .expect("same node re-joins");
+    assert_eq!(
+        drover
+            .client()
+            .get_machine(uuid)
+            .await
+            .unwrap()
+            .wireguard_public_key,
+        second
+    );
 
     // A key already held by another machine is refused.
     let status = client
-        .provision(request("0f0e0d0c-1c1e-4d0f-9b55-0a1b2c3d4e5f", second, "node-c"))
+        .provision(request(
+            "0f0e0d0c-1c1e-4d0f-9b55-0a1b2c3d4e5f",
+            second,
+            "node-c",
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -187,11 +274,21 @@ async fn wireguard_over_grpc_gets_a_virtual_peer_address() {
     url.grpc_tunnel = true;
     let mut machine = EmulatedMachine::new(MachineIdentity::derive("grpc", 0), "v1.13.8");
     let provisioned = machine.provision(&url).await.unwrap().clone();
-    let peer = provisioned.grpc_peer_addr_port.clone().expect("a virtual peer address");
+    let peer = provisioned
+        .grpc_peer_addr_port
+        .clone()
+        .expect("a virtual peer address");
     let (ip, port) = peer.rsplit_once(':').unwrap();
-    let ip: Ipv6Addr = ip.trim_start_matches('[').trim_end_matches(']').parse().unwrap();
+    let ip: Ipv6Addr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .unwrap();
     assert!(AddressPlan::default().grpc_tunnel.contains(ip), "{peer}");
-    assert_eq!(port.parse::<u16>().unwrap(), drover_siderolink::GRPC_TUNNEL_PEER_PORT);
+    assert_eq!(
+        port.parse::<u16>().unwrap(),
+        drover_siderolink::GRPC_TUNNEL_PEER_PORT
+    );
     assert_eq!(provisioned.server_endpoints, vec![peer.clone()]);
 
     // The virtual address is kept across boots, like the tunnel address.
@@ -199,7 +296,11 @@ async fn wireguard_over_grpc_gets_a_virtual_peer_address() {
     let again = machine.provision(&url).await.unwrap();
     assert_eq!(again.grpc_peer_addr_port.as_deref(), Some(peer.as_str()));
     assert_eq!(again.node_address, provisioned.node_address);
-    let stored = drover.client().get_machine(&machine.identity().uuid).await.unwrap();
+    let stored = drover
+        .client()
+        .get_machine(&machine.identity().uuid)
+        .await
+        .unwrap();
     assert!(stored.wireguard_over_grpc);
     drover.stop().await;
 }
@@ -244,7 +345,10 @@ mod wire {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn provision_matches_the_talos_wire_format() {
         let drover = TestDrover::start_with(Extra {
-            advertised_wireguard_endpoints: vec!["192.0.2.1:50180".into(), "198.51.100.1:50180".into()],
+            advertised_wireguard_endpoints: vec![
+                "192.0.2.1:50180".into(),
+                "198.51.100.1:50180".into(),
+            ],
         })
         .await;
         let token = drover.join_token("wire").await;
@@ -252,7 +356,8 @@ mod wire {
 
         let mut grpc = tonic::client::Grpc::new(drover.machine_api_channel().await);
         grpc.ready().await.unwrap();
-        let codec = tonic_prost::ProstCodec::<WireProvisionRequest, WireProvisionResponse>::default();
+        let codec =
+            tonic_prost::ProstCodec::<WireProvisionRequest, WireProvisionResponse>::default();
         let response = grpc
             .unary(
                 tonic::Request::new(WireProvisionRequest {
@@ -271,7 +376,10 @@ mod wire {
             .into_inner();
 
         // Primary endpoint last on the wire.
-        assert_eq!(response.server_endpoint, vec!["198.51.100.1:50180", "192.0.2.1:50180"]);
+        assert_eq!(
+            response.server_endpoint,
+            vec!["198.51.100.1:50180", "192.0.2.1:50180"]
+        );
         assert_eq!(response.server_address, "fdae:41e4:649b:9303::1");
         let (addr, len) = response.node_address_prefix.split_once('/').unwrap();
         assert_eq!(len, "64");

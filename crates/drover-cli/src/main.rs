@@ -10,10 +10,19 @@ use drover_model::{CreateJoinToken, JoinToken, Machine};
 use output::Format;
 
 #[derive(Parser)]
-#[command(name = "drover", version, about = "Manage a Drover control plane for Talos Linux fleets")]
+#[command(
+    name = "drover",
+    version,
+    about = "Manage a Drover control plane for Talos Linux fleets"
+)]
 struct Cli {
     /// droverd's HTTP address.
-    #[arg(long, global = true, env = "DROVER_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "DROVER_ENDPOINT",
+        default_value = "http://127.0.0.1:8080"
+    )]
     endpoint: String,
     /// API token (e.g. the initial admin token from <data-dir>/initial-admin-token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
@@ -108,11 +117,20 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let client = Client::new(&cli.endpoint, cli.token).context("--endpoint")?;
     match cli.command {
-        Command::Get { what: Get::Machines { output } } => {
+        Command::Get {
+            what: Get::Machines { output },
+        } => {
             let machines = client.all_machines().await?;
-            output::print(output, &machines, MACHINE_HEADERS, machines.iter().map(machine_row).collect())
+            output::print(
+                output,
+                &machines,
+                MACHINE_HEADERS,
+                machines.iter().map(machine_row).collect(),
+            )
         }
-        Command::Get { what: Get::Machine { id, output } } => {
+        Command::Get {
+            what: Get::Machine { id, output },
+        } => {
             let m = client.get_machine(&id).await?;
             output::print(output, &m, MACHINE_HEADERS, vec![machine_row(&m)])
         }
@@ -128,14 +146,26 @@ fn machine_row(m: &Machine) -> Vec<String> {
         m.address.clone(),
         m.talos_version.clone(),
         m.connected.to_string(),
-        m.last_provisioned_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        m.last_provisioned_at
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
     ]
 }
 
-const TOKEN_HEADERS: &[&str] = &["NAME", "ID", "STATE", "DEFAULT", "USES", "EXPIRES", "LAST USED"];
+const TOKEN_HEADERS: &[&str] = &[
+    "NAME",
+    "ID",
+    "STATE",
+    "DEFAULT",
+    "USES",
+    "EXPIRES",
+    "LAST USED",
+];
 
 fn token_row(t: &JoinToken) -> Vec<String> {
-    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+    let time = |t: Option<DateTime<Utc>>| {
+        t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+    };
     vec![
         t.name.clone(),
         t.id.to_string(),
@@ -157,7 +187,9 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             output,
         } => {
             let expires_at = match (ttl, expires_at) {
-                (Some(ttl), _) => Some(Utc::now() + chrono::Duration::from_std(*ttl).context("--ttl is too long")?),
+                (Some(ttl), _) => Some(
+                    Utc::now() + chrono::Duration::from_std(*ttl).context("--ttl is too long")?,
+                ),
                 (None, at) => at,
             };
             let created = client
@@ -170,18 +202,29 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             if output != Format::Table {
                 return output::print(output, &created, &[], vec![]);
             }
-            println!("Join token {:?} created (id {}).", created.token.name, created.token.id);
+            println!(
+                "Join token {:?} created (id {}).",
+                created.token.name, created.token.id
+            );
             println!("Its secret is shown only now:\n\n    {}\n", created.secret);
             println!("Kernel arguments:\n");
             for arg in &created.join.kernel_args {
                 println!("    {arg}");
             }
-            println!("\nOr, as machine config documents:\n\n{}", created.join.join_config);
+            println!(
+                "\nOr, as machine config documents:\n\n{}",
+                created.join.join_config
+            );
             Ok(())
         }
         JoinTokenCmd::List { output } => {
             let tokens = client.list_join_tokens().await?;
-            output::print(output, &tokens, TOKEN_HEADERS, tokens.iter().map(token_row).collect())
+            output::print(
+                output,
+                &tokens,
+                TOKEN_HEADERS,
+                tokens.iter().map(token_row).collect(),
+            )
         }
         JoinTokenCmd::Revoke { join_token } => {
             let t = client.revoke_join_token(&join_token).await?;
@@ -193,7 +236,10 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             println!("join token {:?} is now the default", t.name);
             Ok(())
         }
-        JoinTokenCmd::KernelArgs { secret, join_config } => {
+        JoinTokenCmd::KernelArgs {
+            secret,
+            join_config,
+        } => {
             if secret.trim().is_empty() {
                 bail!("--secret is empty");
             }

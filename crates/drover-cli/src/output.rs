@@ -10,7 +10,12 @@ pub enum Format {
 }
 
 /// Prints `value` as JSON or YAML, or as a table of `rows` under `headers`.
-pub fn print<T: Serialize + ?Sized>(format: Format, value: &T, headers: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+pub fn print<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+    headers: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
@@ -50,7 +55,13 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn columns_line_up() {
-        let t = super::table(&["ID", "ADDRESS"], &[vec!["a".into(), "x".into()], vec!["long-id".into(), "y".into()]]);
+        let t = super::table(
+            &["ID", "ADDRESS"],
+            &[
+                vec!["a".into(), "x".into()],
+                vec!["long-id".into(), "y".into()],
+            ],
+        );
         assert_eq!(t, "ID        ADDRESS\na         x\nlong-id   y\n");
     }
 }

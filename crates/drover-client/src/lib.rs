@@ -104,7 +104,11 @@ impl Client {
         }
     }
 
-    pub async fn list_machines(&self, limit: Option<u32>, cursor: Option<&str>) -> Result<Page<Machine>> {
+    pub async fn list_machines(
+        &self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<Page<Machine>> {
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(l) = limit {
             query.push(("limit", l.to_string()));
@@ -112,7 +116,8 @@ impl Client {
         if let Some(c) = cursor {
             query.push(("cursor", c.to_owned()));
         }
-        self.send(self.request(Method::GET, "api/v1/machines").query(&query)).await
+        self.send(self.request(Method::GET, "api/v1/machines").query(&query))
+            .await
     }
 
     /// Every machine, following the pages.
@@ -135,21 +140,29 @@ impl Client {
     }
 
     pub async fn create_join_token(&self, req: &CreateJoinToken) -> Result<CreatedJoinToken> {
-        self.send(self.request(Method::POST, "api/v1/jointokens").json(req)).await
+        self.send(self.request(Method::POST, "api/v1/jointokens").json(req))
+            .await
     }
 
     pub async fn list_join_tokens(&self) -> Result<Vec<JoinToken>> {
-        self.send(self.request(Method::GET, "api/v1/jointokens")).await
+        self.send(self.request(Method::GET, "api/v1/jointokens"))
+            .await
     }
 
     pub async fn revoke_join_token(&self, token: &str) -> Result<JoinToken> {
-        self.send(self.request(Method::POST, &format!("api/v1/jointokens/{}/revoke", segment(token))))
-            .await
+        self.send(self.request(
+            Method::POST,
+            &format!("api/v1/jointokens/{}/revoke", segment(token)),
+        ))
+        .await
     }
 
     pub async fn make_default_join_token(&self, token: &str) -> Result<JoinToken> {
-        self.send(self.request(Method::POST, &format!("api/v1/jointokens/{}/default", segment(token))))
-            .await
+        self.send(self.request(
+            Method::POST,
+            &format!("api/v1/jointokens/{}/default", segment(token)),
+        ))
+        .await
     }
 
     pub async fn join_instructions(&self, secret: &str) -> Result<JoinInstructions> {

@@ -85,7 +85,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await;
     match result {
         Ok(()) => println!(
-            "{joined} of {total} machines joined {server} in {:.1?}",
+            "{joined} of {total} machines joined {server} in {:.3?}",
             started.elapsed()
         ),
         Err(ProvisionError::Cancelled) => {

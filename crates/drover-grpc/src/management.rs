@@ -1,6 +1,8 @@
 use drover_model as model;
 use drover_proto::drover::v1 as pb;
-use drover_proto::drover::v1::join_token_service_server::{JoinTokenService, JoinTokenServiceServer};
+use drover_proto::drover::v1::join_token_service_server::{
+    JoinTokenService, JoinTokenServiceServer,
+};
 use drover_proto::drover::v1::machine_service_server::{MachineService, MachineServiceServer};
 use drover_service::{Drover, RequestContext, ServiceError};
 use tonic::service::Routes;
@@ -12,7 +14,9 @@ use crate::{status, timestamp};
 /// fallback route, so the router's own (REST problem details) stays in charge of unknown paths.
 pub fn management_routes(drover: Drover) -> Routes {
     Routes::from(axum::Router::new())
-        .add_service(MachineServiceServer::new(Management { drover: drover.clone() }))
+        .add_service(MachineServiceServer::new(Management {
+            drover: drover.clone(),
+        }))
         .add_service(JoinTokenServiceServer::new(Management { drover }))
 }
 
@@ -25,7 +29,10 @@ impl Management {
         let header = request
             .metadata()
             .get("authorization")
-            .map(|v| v.to_str().map_err(|_| Status::unauthenticated("the authorization header is not text")))
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Status::unauthenticated("the authorization header is not text"))
+            })
             .transpose()?;
         let bearer = match header {
             Some(h) => Some(h.strip_prefix("Bearer ").ok_or_else(|| {
@@ -47,14 +54,21 @@ impl MachineService for Management {
         let req = request.into_inner();
         let limit = (req.limit != 0).then_some(req.limit);
         let cursor = (!req.cursor.is_empty()).then_some(req.cursor.as_str());
-        let page = self.drover.list_machines(&ctx, limit, cursor).await.map_err(status)?;
+        let page = self
+            .drover
+            .list_machines(&ctx, limit, cursor)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ListMachinesResponse {
             machines: page.items.into_iter().map(machine).collect(),
             next_cursor: page.next_cursor.unwrap_or_default(),
         }))
     }
 
-    async fn get_machine(&self, request: Request<pb::GetMachineRequest>) -> Result<Response<pb::Machine>, Status> {
+    async fn get_machine(
+        &self,
+        request: Request<pb::GetMachineRequest>,
+    ) -> Result<Response<pb::Machine>, Status> {
         let ctx = self.context(&request).await?;
         let m = self
             .drover
@@ -77,7 +91,12 @@ impl JoinTokenService for Management {
             .expires_at
             .map(|t| {
                 chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-                    .ok_or_else(|| status(ServiceError::invalid("expires_at", "timestamp out of range")))
+                    .ok_or_else(|| {
+                        status(ServiceError::invalid(
+                            "expires_at",
+                            "timestamp out of range",
+                        ))
+                    })
             })
             .transpose()?;
         let created = self
@@ -111,7 +130,10 @@ impl JoinTokenService for Management {
         }))
     }
 
-    async fn revoke_join_token(&self, request: Request<pb::JoinTokenRef>) -> Result<Response<pb::JoinToken>, Status> {
+    async fn revoke_join_token(
+        &self,
+        request: Request<pb::JoinTokenRef>,
+    ) -> Result<Response<pb::JoinToken>, Status> {
         let ctx = self.context(&request).await?;
         let t = self
             .drover

@@ -1,4 +1,6 @@
-use drover_proto::sidero::link::provision_service_server::{ProvisionService, ProvisionServiceServer};
+use drover_proto::sidero::link::provision_service_server::{
+    ProvisionService, ProvisionServiceServer,
+};
 use drover_proto::sidero::link::{ProvisionRequest, ProvisionResponse};
 use drover_service::Drover;
 use tonic::{Request, Response, Status};
@@ -14,7 +16,10 @@ pub struct Provisioner {
 
 #[tonic::async_trait]
 impl ProvisionService for Provisioner {
-    async fn provision(&self, request: Request<ProvisionRequest>) -> Result<Response<ProvisionResponse>, Status> {
+    async fn provision(
+        &self,
+        request: Request<ProvisionRequest>,
+    ) -> Result<Response<ProvisionResponse>, Status> {
         let peer = request.remote_addr();
         let req = request.into_inner();
         let node_uuid = req.node_uuid.clone();

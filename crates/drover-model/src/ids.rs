@@ -153,6 +153,9 @@ mod tests {
         let id = TenantId::new_random();
         assert_eq!(id.to_string().parse::<TenantId>().unwrap(), id);
         let err = "nope".parse::<JoinTokenId>().unwrap_err();
-        assert_eq!(err.to_string(), "join token id \"nope\" is not valid: expected a UUID");
+        assert_eq!(
+            err.to_string(),
+            "join token id \"nope\" is not valid: expected a UUID"
+        );
     }
 }

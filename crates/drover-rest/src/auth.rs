@@ -1,7 +1,7 @@
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use drover_service::{Drover, RequestContext};
 
 use crate::problem::Problem;
@@ -16,13 +16,17 @@ impl FromRequestParts<Drover> for Caller {
         let bearer = match parts.headers.get(AUTHORIZATION) {
             None => None,
             Some(value) => {
-                let text = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthenticated",
-                        "the Authorization header must be `Bearer <token>`",
-                    )
-                })?;
+                let text = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .ok_or_else(|| {
+                        Problem::new(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthenticated",
+                            "the Authorization header must be `Bearer <token>`",
+                        )
+                    })?;
                 Some(text)
             }
         };

@@ -56,7 +56,10 @@ pub(crate) async fn create_join_token(
     body: Result<Json<CreateJoinToken>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedJoinToken>), Problem> {
     let Json(req) = body?;
-    Ok((StatusCode::CREATED, Json(drover.create_join_token(&ctx, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(drover.create_join_token(&ctx, req).await?),
+    ))
 }
 
 /// Get a join token by id or name.

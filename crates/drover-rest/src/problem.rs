@@ -43,7 +43,12 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -51,11 +56,18 @@ impl From<ServiceError> for Problem {
     fn from(err: ServiceError) -> Self {
         let detail = err.to_string();
         match err {
-            ServiceError::Unauthenticated(_) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail),
-            ServiceError::PermissionDenied(_) => Problem::new(StatusCode::FORBIDDEN, "permission-denied", detail),
-            ServiceError::NotFound { .. } => Problem::new(StatusCode::NOT_FOUND, "not-found", detail),
+            ServiceError::Unauthenticated(_) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+            }
+            ServiceError::PermissionDenied(_) => {
+                Problem::new(StatusCode::FORBIDDEN, "permission-denied", detail)
+            }
+            ServiceError::NotFound { .. } => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", detail)
+            }
             ServiceError::InvalidArgument { field, .. } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-argument", detail).with_field(field)
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-argument", detail)
+                    .with_field(field)
             }
             ServiceError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
             ServiceError::ResourceExhausted(_) => {
@@ -63,7 +75,11 @@ impl From<ServiceError> for Problem {
             }
             ServiceError::Internal(source) => {
                 tracing::error!(error = %source, "internal error in a REST call");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }
@@ -82,16 +98,28 @@ impl From<JsonRejection> for Problem {
 
 impl From<QueryRejection> for Problem {
     fn from(rejection: QueryRejection) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-query", rejection.body_text())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            rejection.body_text(),
+        )
     }
 }
 
 impl From<PathRejection> for Problem {
     fn from(rejection: PathRejection) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-path", rejection.body_text())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            rejection.body_text(),
+        )
     }
 }
 
 pub(crate) async fn not_found_route(uri: axum::http::Uri) -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "no-such-route", format!("there is no API route {}", uri.path()))
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no-such-route",
+        format!("there is no API route {}", uri.path()),
+    )
 }

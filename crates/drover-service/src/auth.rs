@@ -23,7 +23,9 @@ impl Drover {
             return Err(invalid());
         }
         if row.revoked_at.is_some() {
-            return Err(ServiceError::Unauthenticated("the API token has been revoked".into()));
+            return Err(ServiceError::Unauthenticated(
+                "the API token has been revoked".into(),
+            ));
         }
         if let Some(expiry) = row.expires_at.filter(|e| *e <= Utc::now()) {
             return Err(ServiceError::Unauthenticated(format!(

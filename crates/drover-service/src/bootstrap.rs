@@ -19,7 +19,16 @@ pub struct Bootstrap {
 impl Drover {
     /// Creates the default tenant and an initial admin API token if the database has none.
     /// Safe to run from several replicas at once: exactly one creates them.
-    pub async fn bootstrap(&self) -> Result<Bootstrap> {
+    ///
+    /// `persist` receives the new token before the transaction commits; if it fails, nothing is
+    /// created, so the only admin credential can never be lost between database and disk.
+    pub async fn bootstrap<E>(
+        &self,
+        persist: impl FnOnce(&str) -> Result<(), E>,
+    ) -> Result<Bootstrap>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let mut tx = self.store.begin().await?;
         drover_store::advisory_xact_lock(&mut tx, BOOTSTRAP_LOCK).await?;
         if let Some(existing) = tenants::find_by_name(&mut *tx, DEFAULT_TENANT_NAME).await? {
@@ -44,11 +53,13 @@ impl Drover {
             },
         )
         .await?;
+        let token = secret_token::reveal(&minted);
+        persist(&token).map_err(|e| crate::ServiceError::Internal(Box::new(e)))?;
         tx.commit().await.map_err(drover_store::StoreError::from)?;
         tracing::info!(%tenant, "created the default tenant and the initial admin API token");
         Ok(Bootstrap {
             tenant,
-            initial_admin_token: Some(secret_token::reveal(&minted)),
+            initial_admin_token: Some(token),
         })
     }
 }

@@ -16,7 +16,10 @@ pub enum ServiceError {
     NotFound { kind: &'static str, id: String },
     /// Input that cannot be accepted; `field` names what is wrong.
     #[error("{field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     /// The request conflicts with what is stored.
     #[error("{0}")]
     Conflict(String),

@@ -1,6 +1,7 @@
 use chrono::Utc;
 use drover_model::{
-    CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, JoinTokenId, JoinTokenState, Role,
+    CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, JoinTokenId, JoinTokenState,
+    Role,
 };
 use drover_siderolink::join;
 use drover_store::join_tokens::{self, JoinTokenRow, NewJoinToken};
@@ -9,7 +10,11 @@ use crate::secret_token::{self, TokenKind};
 use crate::{Drover, RequestContext, Result, ServiceError};
 
 impl Drover {
-    pub async fn create_join_token(&self, ctx: &RequestContext, req: CreateJoinToken) -> Result<CreatedJoinToken> {
+    pub async fn create_join_token(
+        &self,
+        ctx: &RequestContext,
+        req: CreateJoinToken,
+    ) -> Result<CreatedJoinToken> {
         ctx.require(Role::Admin, "creating a join token")?;
         validate_name(&req.name)?;
         if let Some(expiry) = req.expires_at.filter(|e| *e <= Utc::now()) {
@@ -67,14 +72,22 @@ impl Drover {
     pub async fn revoke_join_token(&self, ctx: &RequestContext, token: &str) -> Result<JoinToken> {
         ctx.require(Role::Admin, "revoking a join token")?;
         let row = self.find_join_token(ctx, token).await?;
-        let row = join_tokens::revoke(self.store.pool(), ctx.tenant(), JoinTokenId::from_uuid(row.id))
-            .await?
-            .ok_or_else(|| ServiceError::not_found("join token", token))?;
+        let row = join_tokens::revoke(
+            self.store.pool(),
+            ctx.tenant(),
+            JoinTokenId::from_uuid(row.id),
+        )
+        .await?
+        .ok_or_else(|| ServiceError::not_found("join token", token))?;
         tracing::info!(token = %row.id, name = %row.name, "join token revoked");
         Ok(to_model(row))
     }
 
-    pub async fn make_default_join_token(&self, ctx: &RequestContext, token: &str) -> Result<JoinToken> {
+    pub async fn make_default_join_token(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<JoinToken> {
         ctx.require(Role::Admin, "changing the default join token")?;
         let row = self.find_join_token(ctx, token).await?;
         match state(&row) {
@@ -98,9 +111,14 @@ impl Drover {
 
     /// Kernel arguments and join-config documents for a token secret. The secret is checked
     /// against the tenant's tokens, so a typo or a revoked token is caught here, not at boot.
-    pub async fn join_instructions(&self, ctx: &RequestContext, secret: &str) -> Result<JoinInstructions> {
+    pub async fn join_instructions(
+        &self,
+        ctx: &RequestContext,
+        secret: &str,
+    ) -> Result<JoinInstructions> {
         ctx.require(Role::Reader, "reading join instructions")?;
-        let not_ours = || ServiceError::invalid("secret", "this is not a join token of this tenant");
+        let not_ours =
+            || ServiceError::invalid("secret", "this is not a join token of this tenant");
         let id = secret_token::parse_id(TokenKind::Join, secret.trim()).ok_or_else(not_ours)?;
         let row = join_tokens::get(self.store.pool(), ctx.tenant(), JoinTokenId::from_uuid(id))
             .await?
@@ -162,7 +180,9 @@ fn to_model(row: JoinTokenRow) -> JoinToken {
 fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-');
     if ok {
         Ok(())
@@ -186,7 +206,14 @@ mod tests {
         for good in ["a", "prod-rack-1", "0day"] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-x", "Upper", "with space", "under_score", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "-x",
+            "Upper",
+            "with space",
+            "under_score",
+            &"x".repeat(64),
+        ] {
             let err = validate_name(bad).unwrap_err();
             assert!(err.to_string().starts_with("name: "), "{bad}: {err}");
         }

@@ -13,10 +13,10 @@ mod machines;
 mod provision;
 pub mod secret_token;
 
+use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
 use drover_siderolink::join::TunnelServices;
 use drover_siderolink::keys::PublicKey;
-use drover_siderolink::JoinUrl;
 use drover_store::Store;
 
 pub use bootstrap::{Bootstrap, DEFAULT_TENANT_NAME};

@@ -24,13 +24,13 @@ impl Drover {
             ));
         }
         let after = match cursor.filter(|c| !c.is_empty()) {
-            Some(c) => Some(
-                c.parse::<MachineId>()
-                    .map_err(|_| ServiceError::invalid("cursor", "not a cursor returned by this API"))?,
-            ),
+            Some(c) => Some(c.parse::<MachineId>().map_err(|_| {
+                ServiceError::invalid("cursor", "not a cursor returned by this API")
+            })?),
             None => None,
         };
-        let mut rows = machines::list(self.store.pool(), ctx.tenant(), after.as_ref(), limit + 1).await?;
+        let mut rows =
+            machines::list(self.store.pool(), ctx.tenant(), after.as_ref(), limit + 1).await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             rows.last().map(|r| r.id.clone())
@@ -45,7 +45,9 @@ impl Drover {
 
     pub async fn get_machine(&self, ctx: &RequestContext, id: &str) -> Result<Machine> {
         ctx.require(Role::Reader, "reading a machine")?;
-        let id: MachineId = id.parse().map_err(|e: drover_model::InvalidId| ServiceError::invalid("id", e.to_string()))?;
+        let id: MachineId = id
+            .parse()
+            .map_err(|e: drover_model::InvalidId| ServiceError::invalid("id", e.to_string()))?;
         machines::get(self.store.pool(), ctx.tenant(), &id)
             .await?
             .map(to_model)

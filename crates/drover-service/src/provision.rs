@@ -55,10 +55,12 @@ const MAX_ATTEMPTS: usize = 8;
 impl Drover {
     pub async fn provision(&self, req: ProvisionRequest) -> Result<ProvisionOutcome> {
         let token = self.check_join_token(req.join_token.as_deref()).await?;
-        let machine_id: MachineId = req
-            .node_uuid
-            .parse()
-            .map_err(|e: drover_model::InvalidId| ServiceError::invalid("node_uuid", e.to_string()))?;
+        let machine_id: MachineId =
+            req.node_uuid
+                .parse()
+                .map_err(|e: drover_model::InvalidId| {
+                    ServiceError::invalid("node_uuid", e.to_string())
+                })?;
         let public_key = PublicKey::from_base64(&req.node_public_key)
             .map_err(|e| ServiceError::invalid("node_public_key", e.to_string()))?;
         let unique_token_hash = req
@@ -71,7 +73,13 @@ impl Drover {
         loop {
             attempt += 1;
             match self
-                .provision_once(&req, &token, &machine_id, &public_key, unique_token_hash.as_ref())
+                .provision_once(
+                    &req,
+                    &token,
+                    &machine_id,
+                    &public_key,
+                    unique_token_hash.as_ref(),
+                )
                 .await
             {
                 Err(Attempt::Retry(err)) if attempt < MAX_ATTEMPTS => {
@@ -106,7 +114,10 @@ impl Drover {
             .filter(|row| secret_token::verify(text, &row.secret_hash))
             .ok_or_else(unknown)?;
         if row.revoked_at.is_some() {
-            return Err(denied(&format!("the join token {:?} has been revoked", row.name)));
+            return Err(denied(&format!(
+                "the join token {:?} has been revoked",
+                row.name
+            )));
         }
         if let Some(expiry) = row.expires_at.filter(|e| *e <= Utc::now()) {
             return Err(denied(&format!(
@@ -186,7 +197,11 @@ impl Drover {
 
         let node_address: Ipv6Addr = row.address.parse().map_err(|e| {
             Attempt::Fail(ServiceError::Internal(
-                format!("stored address {:?} of machine {machine_id}: {e}", row.address).into(),
+                format!(
+                    "stored address {:?} of machine {machine_id}: {e}",
+                    row.address
+                )
+                .into(),
             ))
         })?;
         let server_endpoints = match &grpc_peer {

@@ -55,7 +55,10 @@ pub fn mint(kind: TokenKind) -> MintedToken {
 pub fn parse_id(kind: TokenKind, text: &str) -> Option<Uuid> {
     let rest = text.strip_prefix(kind.prefix())?;
     let (id, secret) = rest.split_once('_')?;
-    if id.len() != 32 || secret.len() != SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if id.len() != 32
+        || secret.len() != SECRET_LEN
+        || !secret.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return None;
     }
     Uuid::try_parse(id).ok()

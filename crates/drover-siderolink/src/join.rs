@@ -122,7 +122,10 @@ mod tests {
             .collect();
         assert_eq!(docs.len(), 3);
         assert_eq!(docs[0]["kind"], "SideroLinkConfig");
-        assert_eq!(docs[0]["apiUrl"], "grpc://192.0.2.10:8090?jointoken=abc.def");
+        assert_eq!(
+            docs[0]["apiUrl"],
+            "grpc://192.0.2.10:8090?jointoken=abc.def"
+        );
         assert_eq!(docs[1]["kind"], "EventSinkConfig");
         assert_eq!(docs[1]["endpoint"], "[fdae:41e4:649b:9303::1]:8090");
         assert_eq!(docs[2]["kind"], "KmsgLogConfig");

@@ -110,7 +110,9 @@ impl KeyPair {
 
 impl fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyPair").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,9 +129,14 @@ mod tests {
         let restored = KeyPair::from_secret_base64(&pair.secret_base64()).unwrap();
         assert_eq!(restored.public(), pair.public());
 
-        assert_eq!(PublicKey::from_base64("not base64!").unwrap_err().reason, "not standard base64");
         assert_eq!(
-            PublicKey::from_base64(&STANDARD.encode([1u8; 31])).unwrap_err().reason,
+            PublicKey::from_base64("not base64!").unwrap_err().reason,
+            "not standard base64"
+        );
+        assert_eq!(
+            PublicKey::from_base64(&STANDARD.encode([1u8; 31]))
+                .unwrap_err()
+                .reason,
             "a WireGuard key is 32 bytes"
         );
         assert!(PublicKey::from_base64(&STANDARD.encode([0u8; 32])).is_err());

@@ -25,7 +25,9 @@ pub struct JoinUrl {
 pub enum JoinUrlError {
     #[error("siderolink API URL {url:?} is not a valid URL: {reason}")]
     Invalid { url: String, reason: String },
-    #[error("siderolink API URL {url:?} has scheme {scheme:?}; use grpc:// (plaintext) or https:// (TLS)")]
+    #[error(
+        "siderolink API URL {url:?} has scheme {scheme:?}; use grpc:// (plaintext) or https:// (TLS)"
+    )]
     Scheme { url: String, scheme: String },
     #[error("siderolink API URL {url:?} has no host")]
     NoHost { url: String },
@@ -58,12 +60,20 @@ impl JoinUrl {
         let host = match parsed.host() {
             Some(::url::Host::Ipv6(ip)) => ip.to_string(),
             Some(host) => host.to_string(),
-            None => return Err(JoinUrlError::NoHost { url: input.to_owned() }),
+            None => {
+                return Err(JoinUrlError::NoHost {
+                    url: input.to_owned(),
+                });
+            }
         };
         let port = match (parsed.port(), transport) {
             (Some(port), _) => port,
             (None, Transport::Tls) => 443,
-            (None, Transport::Plaintext) => return Err(JoinUrlError::NoPort { url: input.to_owned() }),
+            (None, Transport::Plaintext) => {
+                return Err(JoinUrlError::NoPort {
+                    url: input.to_owned(),
+                });
+            }
         };
         let mut join_token = None;
         let mut grpc_tunnel = false;
@@ -165,9 +175,18 @@ mod tests {
 
     #[test]
     fn bad_urls_say_what_is_wrong() {
-        assert!(matches!(JoinUrl::parse("ftp://x:1"), Err(JoinUrlError::Scheme { .. })));
-        assert!(matches!(JoinUrl::parse("grpc://host"), Err(JoinUrlError::NoPort { .. })));
-        assert!(matches!(JoinUrl::parse("grpc://:80"), Err(JoinUrlError::Invalid { .. })));
+        assert!(matches!(
+            JoinUrl::parse("ftp://x:1"),
+            Err(JoinUrlError::Scheme { .. })
+        ));
+        assert!(matches!(
+            JoinUrl::parse("grpc://host"),
+            Err(JoinUrlError::NoPort { .. })
+        ));
+        assert!(matches!(
+            JoinUrl::parse("grpc://:80"),
+            Err(JoinUrlError::Invalid { .. })
+        ));
     }
 
     #[test]

@@ -60,7 +60,11 @@ pub async fn list(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<Vec<JoinTo
     .await?)
 }
 
-pub async fn get(e: impl PgExecutor<'_>, tenant: TenantId, id: JoinTokenId) -> Result<Option<JoinTokenRow>> {
+pub async fn get(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: JoinTokenId,
+) -> Result<Option<JoinTokenRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM join_tokens WHERE tenant_id = $1 AND id = $2"
     ))
@@ -70,7 +74,11 @@ pub async fn get(e: impl PgExecutor<'_>, tenant: TenantId, id: JoinTokenId) -> R
     .await?)
 }
 
-pub async fn get_by_name(e: impl PgExecutor<'_>, tenant: TenantId, name: &str) -> Result<Option<JoinTokenRow>> {
+pub async fn get_by_name(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Option<JoinTokenRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM join_tokens WHERE tenant_id = $1 AND name = $2"
     ))
@@ -82,7 +90,11 @@ pub async fn get_by_name(e: impl PgExecutor<'_>, tenant: TenantId, name: &str) -
 
 /// Revokes a token (idempotent: the first revocation time is kept). A revoked token stops being
 /// the default.
-pub async fn revoke(e: impl PgExecutor<'_>, tenant: TenantId, id: JoinTokenId) -> Result<Option<JoinTokenRow>> {
+pub async fn revoke(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: JoinTokenId,
+) -> Result<Option<JoinTokenRow>> {
     Ok(sqlx::query_as(&format!(
         "UPDATE join_tokens SET revoked_at = coalesce(revoked_at, now()), is_default = false
          WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
@@ -102,7 +114,11 @@ pub async fn clear_default(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<(
     Ok(())
 }
 
-pub async fn set_default(e: impl PgExecutor<'_>, tenant: TenantId, id: JoinTokenId) -> Result<Option<JoinTokenRow>> {
+pub async fn set_default(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: JoinTokenId,
+) -> Result<Option<JoinTokenRow>> {
     Ok(sqlx::query_as(&format!(
         "UPDATE join_tokens SET is_default = true WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
     ))
@@ -114,13 +130,16 @@ pub async fn set_default(e: impl PgExecutor<'_>, tenant: TenantId, id: JoinToken
 
 /// Looks a token up by the id carried in its text: the step that establishes the tenant of a
 /// joining node.
-pub async fn find_for_provision(e: impl PgExecutor<'_>, id: JoinTokenId) -> Result<Option<JoinTokenRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM join_tokens WHERE id = $1"
-    ))
-    .bind(id.as_uuid())
-    .fetch_optional(e)
-    .await?)
+pub async fn find_for_provision(
+    e: impl PgExecutor<'_>,
+    id: JoinTokenId,
+) -> Result<Option<JoinTokenRow>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM join_tokens WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(e)
+            .await?,
+    )
 }
 
 /// Counts a successful join, only if the token is still usable (not revoked or expired since it

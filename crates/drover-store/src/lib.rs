@@ -23,7 +23,10 @@ pub use sqlx::PgExecutor;
 pub enum StoreError {
     /// A uniqueness constraint refused the write.
     #[error("{what} already exists")]
-    Conflict { constraint: String, what: &'static str },
+    Conflict {
+        constraint: String,
+        what: &'static str,
+    },
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -34,22 +37,24 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation() {
-                let constraint = db.constraint().unwrap_or_default().to_owned();
-                let what = match constraint.as_str() {
-                    "join_tokens_name_unique" => "a join token with this name",
-                    "api_tokens_name_unique" => "an API token with this name",
-                    "tenants_name_unique" => "a tenant with this name",
-                    "machines_address_unique" => "a machine with this tunnel address",
-                    "machines_wireguard_public_key_unique" => "a machine with this WireGuard public key",
-                    "machines_grpc_peer_address_unique" => "a machine with this gRPC tunnel address",
-                    "machines_pkey" => "a machine with this id",
-                    "join_tokens_one_default" => "a default join token",
-                    _ => "a row with these values",
-                };
-                return Self::Conflict { constraint, what };
-            }
+        if let sqlx::Error::Database(db) = &err
+            && db.is_unique_violation()
+        {
+            let constraint = db.constraint().unwrap_or_default().to_owned();
+            let what = match constraint.as_str() {
+                "join_tokens_name_unique" => "a join token with this name",
+                "api_tokens_name_unique" => "an API token with this name",
+                "tenants_name_unique" => "a tenant with this name",
+                "machines_address_unique" => "a machine with this tunnel address",
+                "machines_wireguard_public_key_unique" => {
+                    "a machine with this WireGuard public key"
+                }
+                "machines_grpc_peer_address_unique" => "a machine with this gRPC tunnel address",
+                "machines_pkey" => "a machine with this id",
+                "join_tokens_one_default" => "a default join token",
+                _ => "a row with these values",
+            };
+            return Self::Conflict { constraint, what };
         }
         Self::Database(err)
     }

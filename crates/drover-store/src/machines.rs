@@ -37,7 +37,11 @@ pub struct ProvisionedMachine<'a> {
     pub join_token_id: JoinTokenId,
 }
 
-pub async fn get(e: impl PgExecutor<'_>, tenant: TenantId, id: &MachineId) -> Result<Option<MachineRow>> {
+pub async fn get(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &MachineId,
+) -> Result<Option<MachineRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2"
     ))
@@ -48,7 +52,11 @@ pub async fn get(e: impl PgExecutor<'_>, tenant: TenantId, id: &MachineId) -> Re
 }
 
 /// Like [`get`], locking the row until the transaction ends.
-pub async fn get_for_update(e: impl PgExecutor<'_>, tenant: TenantId, id: &MachineId) -> Result<Option<MachineRow>> {
+pub async fn get_for_update(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &MachineId,
+) -> Result<Option<MachineRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
     ))
@@ -78,13 +86,19 @@ pub async fn list(
 }
 
 pub async fn count(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM machines WHERE tenant_id = $1")
-        .bind(tenant_uuid(tenant))
-        .fetch_one(e)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM machines WHERE tenant_id = $1")
+            .bind(tenant_uuid(tenant))
+            .fetch_one(e)
+            .await?,
+    )
 }
 
-pub async fn insert(e: impl PgExecutor<'_>, tenant: TenantId, m: &ProvisionedMachine<'_>) -> Result<MachineRow> {
+pub async fn insert(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    m: &ProvisionedMachine<'_>,
+) -> Result<MachineRow> {
     Ok(sqlx::query_as(&format!(
         "INSERT INTO machines (tenant_id, id, address, wireguard_public_key, node_unique_token_hash,
                                talos_version, wireguard_over_grpc, grpc_peer_address, join_token_id)

@@ -44,6 +44,21 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes an owner-only (0600) file atomically, replacing an older one (e.g. the token file of
+/// a database that was since wiped).
+pub fn replace_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
 /// The server's WireGuard key pair, generated on first start and kept in `wireguard.key`.
 pub fn load_or_create_wireguard_key(dir: &Path) -> Result<KeyPair> {
     let path: PathBuf = dir.join(WIREGUARD_KEY_FILE);
@@ -54,7 +69,8 @@ pub fn load_or_create_wireguard_key(dir: &Path) -> Result<KeyPair> {
                 tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the WireGuard key file is readable by others; tightening to 0600");
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
             }
-            KeyPair::from_secret_base64(&text).with_context(|| format!("{} is not a WireGuard private key", path.display()))
+            KeyPair::from_secret_base64(&text)
+                .with_context(|| format!("{} is not a WireGuard private key", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let pair = KeyPair::generate();
@@ -74,10 +90,26 @@ mod tests {
     fn wireguard_key_is_created_once_owner_only_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let first = load_or_create_wireguard_key(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(WIREGUARD_KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(WIREGUARD_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let second = load_or_create_wireguard_key(dir.path()).unwrap();
         assert_eq!(first.public(), second.public());
         assert!(write_secret_file(&dir.path().join(WIREGUARD_KEY_FILE), "x").is_err());
+    }
+
+    #[test]
+    fn replaced_secret_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INITIAL_ADMIN_TOKEN_FILE);
+        std::fs::write(&path, "stale").unwrap();
+        replace_secret_file(&path, "fresh\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "fresh\n");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -25,7 +25,10 @@ async fn run() -> Result<()> {
     if let Some(token) = server.initial_admin_token() {
         println!(
             "\nInitial admin API token (shown once; also saved to {}):\n\n    {token}\n",
-            server.data_dir().join(droverd::datadir::INITIAL_ADMIN_TOKEN_FILE).display()
+            server
+                .data_dir()
+                .join(droverd::datadir::INITIAL_ADMIN_TOKEN_FILE)
+                .display()
         );
     }
     println!("Drover is listening on http://{}", server.http_addr());

@@ -63,10 +63,10 @@ impl Server {
                 Ok(server)
             }
             Err(err) => {
-                if let Some(pg) = postgres {
-                    if let Err(stop) = pg.stop().await {
-                        tracing::warn!(error = %stop, "stopping the private PostgreSQL after a failed start");
-                    }
+                if let Some(pg) = postgres
+                    && let Err(stop) = pg.stop().await
+                {
+                    tracing::warn!(error = %stop, "stopping the private PostgreSQL after a failed start");
                 }
                 Err(err)
             }
@@ -82,7 +82,12 @@ impl Server {
             .with_context(|| format!("cannot listen on the HTTP address {}", settings.http_addr))?;
         let machine_listener = TcpListener::bind(settings.machine_api_addr)
             .await
-            .with_context(|| format!("cannot listen on the machine API address {}", settings.machine_api_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on the machine API address {}",
+                    settings.machine_api_addr
+                )
+            })?;
         let http_addr = http_listener.local_addr()?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
@@ -96,11 +101,10 @@ impl Server {
                 addresses: AddressPlan::default(),
             },
         );
-        let bootstrap = drover.bootstrap().await?;
-        if let Some(token) = &bootstrap.initial_admin_token {
-            let path = settings.data_dir.join(datadir::INITIAL_ADMIN_TOKEN_FILE);
-            datadir::write_secret_file(&path, &format!("{token}\n"))?;
-        }
+        let token_file = settings.data_dir.join(datadir::INITIAL_ADMIN_TOKEN_FILE);
+        let bootstrap = drover
+            .bootstrap(|token| datadir::replace_secret_file(&token_file, &format!("{token}\n")))
+            .await?;
 
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -120,13 +124,19 @@ impl Server {
 
         let mut machine_api = tonic::transport::Server::builder();
         if let Some(tls) = &settings.machine_api_tls {
-            let cert = std::fs::read(&tls.cert).with_context(|| format!("cannot read {}", tls.cert.display()))?;
-            let key = std::fs::read(&tls.key).with_context(|| format!("cannot read {}", tls.key.display()))?;
+            let cert = std::fs::read(&tls.cert)
+                .with_context(|| format!("cannot read {}", tls.cert.display()))?;
+            let key = std::fs::read(&tls.key)
+                .with_context(|| format!("cannot read {}", tls.key.display()))?;
             machine_api = machine_api
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
                 .context("machine API TLS configuration")?;
         }
-        let machine_router = machine_api.add_service(drover_grpc::provision_service(drover.clone()));
+        let machine_router =
+            machine_api.add_service(drover_grpc::provision_service(drover.clone()));
         let machine_cancel = cancel.clone();
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(machine_listener);
@@ -215,16 +225,24 @@ fn http_router(drover: Drover, listening: Arc<AtomicBool>) -> Router {
         .layer(tower_http_trace())
 }
 
-fn tower_http_trace() -> tower_http::trace::TraceLayer<tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>> {
+fn tower_http_trace() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+> {
     tower_http::trace::TraceLayer::new_for_http()
 }
 
 async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
     if !health.listening.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "listeners are not bound yet\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listeners are not bound yet\n",
+        );
     }
     if !health.drover.store().ping().await {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the database does not answer\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database does not answer\n",
+        );
     }
     (StatusCode::OK, "ready\n")
 }

@@ -10,7 +10,11 @@ use serde::Deserialize;
 /// Command line of `droverd`. Every flag can also be set by its environment variable or in the
 /// TOML file given with `--config` (same names, with `_` for `-`).
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "droverd", version, about = "Drover: the control plane for Talos Linux fleets")]
+#[command(
+    name = "droverd",
+    version,
+    about = "Drover: the control plane for Talos Linux fleets"
+)]
 pub struct Args {
     /// TOML settings file; flags and environment variables override it.
     #[arg(long, env = "DROVER_CONFIG", value_name = "FILE")]
@@ -32,11 +36,21 @@ pub struct Args {
     pub machine_api_addr: Option<SocketAddr>,
 
     /// PEM certificate chain for the machine API; serves TLS when given with the key.
-    #[arg(long, env = "DROVER_MACHINE_API_TLS_CERT", value_name = "FILE", requires = "machine_api_tls_key")]
+    #[arg(
+        long,
+        env = "DROVER_MACHINE_API_TLS_CERT",
+        value_name = "FILE",
+        requires = "machine_api_tls_key"
+    )]
     pub machine_api_tls_cert: Option<PathBuf>,
 
     /// PEM private key for the machine API certificate.
-    #[arg(long, env = "DROVER_MACHINE_API_TLS_KEY", value_name = "FILE", requires = "machine_api_tls_cert")]
+    #[arg(
+        long,
+        env = "DROVER_MACHINE_API_TLS_KEY",
+        value_name = "FILE",
+        requires = "machine_api_tls_cert"
+    )]
     pub machine_api_tls_key: Option<PathBuf>,
 
     /// The machine API URL nodes are told to use (put into `siderolink.api=`), e.g.
@@ -51,7 +65,12 @@ pub struct Args {
 
     /// WireGuard endpoints (`host:port`) nodes are told to use, primary first; repeat or
     /// comma-separate. [default: the advertised machine API host with the WireGuard port]
-    #[arg(long, env = "DROVER_ADVERTISED_WIREGUARD_ENDPOINTS", value_name = "HOST:PORT", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "DROVER_ADVERTISED_WIREGUARD_ENDPOINTS",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
     pub advertised_wireguard_endpoints: Vec<String>,
 
     /// PostgreSQL URL. Without one, droverd runs a private PostgreSQL in <data-dir>/postgres.
@@ -112,15 +131,23 @@ pub struct TlsFiles {
 pub enum Database {
     Url(String),
     /// A private PostgreSQL in `<data-dir>/postgres`, with extra `-c` settings.
-    Private { extra_settings: Vec<(String, String)> },
+    Private {
+        extra_settings: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot read settings file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("settings file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("advertised-machine-api: {0}")]
     AdvertisedApi(#[from] drover_siderolink::JoinUrlError),
     #[error("advertised-machine-api: {0:?} must not carry a join token; tokens are added per join")]
@@ -150,23 +177,26 @@ impl Settings {
             (None, None) => None,
             _ => return Err(SettingsError::TlsPair),
         };
-        let advertised_machine_api = match args.advertised_machine_api.or(file.advertised_machine_api) {
-            Some(text) => {
-                let url = JoinUrl::parse(&text)?;
-                if url.join_token.is_some() {
-                    return Err(SettingsError::AdvertisedApiWithToken(text));
+        let advertised_machine_api =
+            match args.advertised_machine_api.or(file.advertised_machine_api) {
+                Some(text) => {
+                    let url = JoinUrl::parse(&text)?;
+                    if url.join_token.is_some() {
+                        return Err(SettingsError::AdvertisedApiWithToken(text));
+                    }
+                    Some(url)
                 }
-                Some(url)
-            }
-            None => None,
-        };
+                None => None,
+            };
         let endpoints = if args.advertised_wireguard_endpoints.is_empty() {
             file.advertised_wireguard_endpoints.unwrap_or_default()
         } else {
             args.advertised_wireguard_endpoints
         };
         for e in &endpoints {
-            let port_ok = e.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            let port_ok = e
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !port_ok {
                 return Err(SettingsError::Endpoint(e.clone()));
             }
@@ -197,7 +227,10 @@ impl Settings {
                     extra_settings: Vec::new(),
                 },
             },
-            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
         })
     }
 
@@ -293,10 +326,15 @@ mod tests {
         let err = Settings::resolve(args(&["--config", file.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("htp-addr"), "{err}");
 
-        let err = Settings::resolve(args(&["--advertised-machine-api", "grpc://h:1?jointoken=x"])).unwrap_err();
+        let err = Settings::resolve(args(&[
+            "--advertised-machine-api",
+            "grpc://h:1?jointoken=x",
+        ]))
+        .unwrap_err();
         assert!(matches!(err, SettingsError::AdvertisedApiWithToken(_)));
 
-        let err = Settings::resolve(args(&["--advertised-wireguard-endpoints", "nohost"])).unwrap_err();
+        let err =
+            Settings::resolve(args(&["--advertised-wireguard-endpoints", "nohost"])).unwrap_err();
         assert!(matches!(err, SettingsError::Endpoint(_)));
     }
 
