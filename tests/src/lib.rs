@@ -29,6 +29,8 @@ pub struct TestDrover {
 #[derive(Clone, Default)]
 pub struct Extra {
     pub advertised_wireguard_endpoints: Vec<String>,
+    /// Serve the machine API over TLS with these PEM files.
+    pub machine_api_tls: Option<droverd::settings::TlsFiles>,
 }
 
 impl TestDrover {
@@ -150,7 +152,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         data_dir: PathBuf::from(data_dir),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
-        machine_api_tls: None,
+        machine_api_tls: extra.machine_api_tls.clone(),
         advertised_machine_api: None,
         wireguard_addr: "127.0.0.1:50180".parse().expect("addr"),
         advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),

@@ -349,6 +349,7 @@ mod wire {
                 "192.0.2.1:50180".into(),
                 "198.51.100.1:50180".into(),
             ],
+            ..Extra::default()
         })
         .await;
         let token = drover.join_token("wire").await;

@@ -42,13 +42,7 @@ pub async fn get(
     tenant: TenantId,
     id: &MachineId,
 ) -> Result<Option<MachineRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2"
-    ))
-    .bind(tenant_uuid(tenant))
-    .bind(id.as_str())
-    .fetch_optional(e)
-    .await?)
+    get_one(e, tenant, id, "").await
 }
 
 /// Like [`get`], locking the row until the transaction ends.
@@ -57,8 +51,17 @@ pub async fn get_for_update(
     tenant: TenantId,
     id: &MachineId,
 ) -> Result<Option<MachineRow>> {
+    get_one(e, tenant, id, "FOR UPDATE").await
+}
+
+async fn get_one(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &MachineId,
+    lock: &str,
+) -> Result<Option<MachineRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+        "SELECT {COLUMNS} FROM machines WHERE tenant_id = $1 AND id = $2 {lock}"
     ))
     .bind(tenant_uuid(tenant))
     .bind(id.as_str())
