@@ -8,6 +8,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sidero/link/provision.proto",
         "sidero/link/wireguard.proto",
         "drover/v1/inventory.proto",
+        // Talos machine API and event sink (packages `common`, `machine`, `storage`, `events`,
+        // plus the `google.rpc.Status` they reference).
+        "google/rpc/status.proto",
+        "talos/common/common.proto",
+        "talos/machine/machine.proto",
+        "talos/machine/lifecycle.proto",
+        "talos/storage/storage.proto",
+        "talos/events/events.proto",
     ];
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure()

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drover_client::Client;
-use drover_emu::{CancellationToken, Fleet, FleetConfig, RetryPolicy};
+use drover_emu::{CancellationToken, Fleet, FleetConfig, NodeBehaviour, RetryPolicy};
 use drover_model::{CreateJoinToken, CreatedJoinToken};
 use drover_siderolink::JoinUrl;
-use droverd::{Database, LogFormat, Server, Settings};
+use droverd::{DataPlaneConfig, Database, LogFormat, Server, Settings};
 
 /// A droverd for one test, with its own data dir (and so its own PostgreSQL).
 pub struct TestDrover {
@@ -31,6 +31,8 @@ pub struct Extra {
     pub advertised_wireguard_endpoints: Vec<String>,
     /// Serve the machine API over TLS with these PEM files.
     pub machine_api_tls: Option<droverd::settings::TlsFiles>,
+    /// Data plane timing; default [`test_dataplane`].
+    pub dataplane: Option<DataPlaneConfig>,
 }
 
 impl TestDrover {
@@ -128,10 +130,11 @@ impl TestDrover {
             .expect("join token created")
     }
 
-    /// `n` emulated machines that will join with `secret`.
-    pub fn fleet(&self, secret: &str, n: usize, seed: &str) -> Fleet {
+    /// `n` emulated machines running Talos `version` that will join with `secret`.
+    pub fn fleet(&self, secret: &str, n: usize, seed: &str, version: &str) -> Fleet {
         let mut config = FleetConfig::new(self.join_url(secret), n);
         config.seed = seed.to_owned();
+        config.talos_version = version.to_owned();
         Fleet::new(config)
     }
 
@@ -154,7 +157,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_tls: extra.machine_api_tls.clone(),
         advertised_machine_api: None,
-        wireguard_addr: "127.0.0.1:50180".parse().expect("addr"),
+        wireguard_addr: "127.0.0.1:0".parse().expect("addr"),
         advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),
         database: Database::Private {
             extra_settings: vec![
@@ -163,6 +166,48 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             ],
         },
         log_format: LogFormat::Text,
+        dataplane: extra.dataplane.clone().unwrap_or_else(test_dataplane),
+    }
+}
+
+/// Liveness fast enough for tests: machines send keepalives every second (see
+/// [`fast_link`]), so five seconds of silence means the machine is gone.
+pub fn test_dataplane() -> DataPlaneConfig {
+    DataPlaneConfig {
+        liveness_threshold: Duration::from_secs(5),
+        liveness_interval: Duration::from_millis(200),
+        last_seen_refresh: Duration::from_secs(60),
+        peer_resync_interval: Duration::from_secs(2),
+    }
+}
+
+/// Node timings for tests: keepalives every second, so [`test_dataplane`]'s five-second
+/// threshold tells a live machine from a stopped one.
+pub fn fast_link() -> NodeBehaviour {
+    NodeBehaviour {
+        keepalive: Duration::from_secs(1),
+        handshake_check: Duration::from_secs(1),
+        endpoint_timeout: Duration::from_secs(20),
+        boot_log_lines: 20,
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

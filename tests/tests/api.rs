@@ -201,7 +201,7 @@ async fn join_token_lifecycle_and_bad_input() {
 async fn machines_page_over_rest_and_grpc_alike() {
     let drover = TestDrover::start().await;
     let token = drover.join_token("lab").await;
-    let mut fleet = drover.fleet(&token.secret, 23, "pages");
+    let mut fleet = drover.fleet(&token.secret, 23, "pages", "v1.13.8");
     fleet
         .provision_all(&fast_retry(Some(20)), &no_cancel())
         .await

@@ -21,7 +21,7 @@ fn addresses_by_id(machines: &[drover_model::Machine]) -> HashMap<String, String
 async fn fifty_machines_join_keep_their_addresses_across_restarts_and_reboots() {
     let mut drover = TestDrover::start().await;
     let token = drover.join_token("rack-1").await;
-    let mut fleet = drover.fleet(&token.secret, 50, "fifty");
+    let mut fleet = drover.fleet(&token.secret, 50, "fifty", "v1.13.8");
     fleet
         .provision_all(&fast_retry(Some(20)), &no_cancel())
         .await

@@ -38,6 +38,17 @@ enum Command {
         #[command(subcommand)]
         what: Get,
     },
+    /// Print a machine's kernel log.
+    Logs {
+        /// Machine id.
+        machine: String,
+        /// Keep printing new lines as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// Start with the newest N lines (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+    },
     /// Manage join tokens, which nodes present to join.
     #[command(name = "jointoken")]
     JoinToken {
@@ -132,8 +143,17 @@ async fn run(cli: Cli) -> Result<()> {
             what: Get::Machine { id, output },
         } => {
             let m = client.get_machine(&id).await?;
+            if output == Format::Table {
+                print!("{}", describe_machine(&m));
+                return Ok(());
+            }
             output::print(output, &m, MACHINE_HEADERS, vec![machine_row(&m)])
         }
+        Command::Logs {
+            machine,
+            follow,
+            tail,
+        } => logs(&client, &machine, follow, tail).await,
         Command::JoinToken { action } => join_token(&client, action).await,
     }
 }
@@ -150,6 +170,76 @@ fn machine_row(m: &Machine) -> Vec<String> {
             .format("%Y-%m-%d %H:%M:%S")
             .to_string(),
     ]
+}
+
+/// `drover get machine ID`: everything known about one machine, one fact a line.
+fn describe_machine(m: &Machine) -> String {
+    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
+    let mut rows: Vec<(&str, String)> = vec![
+        ("ID", m.id.to_string()),
+        ("Address", m.address.clone()),
+        ("Connected", m.connected.to_string()),
+        ("Last seen", time(m.last_seen_at)),
+        ("Talos", m.talos_version.clone()),
+        ("Stage", m.stage.clone().unwrap_or_else(|| "-".into())),
+        ("Ready", m.ready.to_string()),
+    ];
+    for u in &m.unmet_conditions {
+        rows.push(("Unmet", format!("{}: {}", u.name, u.reason)));
+    }
+    if let Some(e) = &m.last_error {
+        rows.push(("Last error", e.clone()));
+    }
+    if let Some(f) = &m.facts {
+        rows.push(("Hostname", f.hostname.clone()));
+        rows.push(("Arch", f.arch.clone()));
+        rows.push(("Platform", format!("{} ({})", f.platform, f.platform_mode)));
+        for d in &f.disks {
+            let system = if d.system_disk { ", system disk" } else { "" };
+            rows.push((
+                "Disk",
+                format!(
+                    "{} {} GB {} {}{system}",
+                    d.device_name,
+                    d.size / 1_000_000_000,
+                    d.model,
+                    d.serial
+                ),
+            ));
+        }
+        rows.push(("Facts read", f.collected_at.to_rfc3339()));
+    }
+    rows.push(("WireGuard key", m.wireguard_public_key.clone()));
+    rows.push(("Over gRPC", m.wireguard_over_grpc.to_string()));
+    rows.push(("First joined", m.first_provisioned_at.to_rfc3339()));
+    rows.push(("Last joined", m.last_provisioned_at.to_rfc3339()));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    rows.iter()
+        .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+        .collect()
+}
+
+async fn logs(client: &Client, machine: &str, follow: bool, tail: u32) -> Result<()> {
+    let mut page = client
+        .machine_logs(machine, None, Some(tail.clamp(1, 1000)))
+        .await?;
+    loop {
+        for line in &page.lines {
+            let time = line
+                .talos_time
+                .clone()
+                .unwrap_or_else(|| line.received_at.to_rfc3339());
+            let level = line.level.as_deref().unwrap_or("-");
+            println!("{time} {level}: {}", line.message);
+        }
+        if !follow {
+            return Ok(());
+        }
+        if page.lines.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        page = client.machine_logs(machine, Some(page.after), None).await?;
+    }
 }
 
 const TOKEN_HEADERS: &[&str] = &[

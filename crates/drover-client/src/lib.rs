@@ -1,6 +1,8 @@
 //! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
 
-use drover_model::{CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, Machine, Page};
+use drover_model::{
+    CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, LogPage, Machine, Page,
+};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -137,6 +139,30 @@ impl Client {
     pub async fn get_machine(&self, id: &str) -> Result<Machine> {
         self.send(self.request(Method::GET, &format!("api/v1/machines/{}", segment(id))))
             .await
+    }
+
+    /// Kernel log lines after `after` (or the newest ones).
+    pub async fn machine_logs(
+        &self,
+        id: &str,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<LogPage> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        if let Some(l) = limit {
+            query.push(("limit", l.to_string()));
+        }
+        self.send(
+            self.request(
+                Method::GET,
+                &format!("api/v1/machines/{}/logs", segment(id)),
+            )
+            .query(&query),
+        )
+        .await
     }
 
     pub async fn create_join_token(&self, req: &CreateJoinToken) -> Result<CreatedJoinToken> {

@@ -7,8 +7,8 @@ use drover_siderolink::JoinUrl;
 
 use crate::link::{self, Link, Via};
 use crate::{
-    DEFAULT_SEED, DEFAULT_TALOS_VERSION, EmulatedMachine, MachineIdentity, ProvisionError,
-    RetryPolicy,
+    DEFAULT_SEED, DEFAULT_TALOS_VERSION, EmulatedMachine, MachineIdentity, NodeBehaviour,
+    ProvisionError, RetryPolicy,
 };
 
 /// How many `Provision` calls a fleet has in flight at most, unless told otherwise.
@@ -114,6 +114,37 @@ impl Fleet {
             result?;
             on_joined(machine);
         }
+        Ok(())
+    }
+
+    /// Provisions every machine, then keeps each one's tunnel and services up (see
+    /// [`NodeBehaviour`]) until `cancel`. Returns the first provisioning error, or `Ok` once
+    /// cancelled; the fleet can run again afterwards (same keys, same addresses).
+    pub async fn run(
+        &mut self,
+        policy: &RetryPolicy,
+        behaviour: &NodeBehaviour,
+        cancel: &CancellationToken,
+    ) -> Result<(), ProvisionError> {
+        match self.provision_all(policy, cancel).await {
+            Ok(()) | Err(ProvisionError::Cancelled) => {}
+            Err(err) => return Err(err),
+        }
+        let channel = link::endpoint(&self.config.api)?.connect_lazy();
+        let in_flight = Semaphore::new(self.config.concurrency.max(1));
+        let link = &Link {
+            api: &self.config.api,
+            via: Via::Shared {
+                channel: &channel,
+                in_flight: &in_flight,
+            },
+        };
+        let mut running: FuturesUnordered<_> = self
+            .machines
+            .iter_mut()
+            .map(|machine| machine.run_tunnel(link, policy, behaviour, cancel))
+            .collect();
+        while running.next().await.is_some() {}
         Ok(())
     }
 

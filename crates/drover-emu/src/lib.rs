@@ -16,20 +16,24 @@
 //!            [--talos-version v1.13.8] [--concurrency 64]
 //! ```
 //!
-//! Today a machine can provision; the WireGuard tunnel, the machine API, installs and upgrades
-//! are added to [`EmulatedMachine`] later.
+//! A running machine ([`Fleet::run`]) brings up its WireGuard tunnel in userspace (UDP, or
+//! carried over gRPC with `grpc_tunnel=true`), serves a maintenance-mode Talos API on its tunnel
+//! address, publishes its boot events and streams kernel log lines, and follows Talos's
+//! reconnect rules ([`NodeBehaviour`]). Installs and upgrades come later.
 
 mod error;
 mod fleet;
 mod identity;
 mod link;
 mod machine;
+mod node;
 mod retry;
 
 pub use error::ProvisionError;
 pub use fleet::{DEFAULT_CONCURRENCY, Fleet, FleetConfig};
 pub use identity::{DEFAULT_SEED, MachineIdentity};
 pub use machine::{DEFAULT_TALOS_VERSION, EmulatedMachine, PROVISION_TIMEOUT, Provisioned};
+pub use node::{NodeBehaviour, facts_of};
 pub use retry::RetryPolicy;
 
 // What callers need to drive the API without naming the protocol crates themselves.

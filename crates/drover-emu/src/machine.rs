@@ -137,6 +137,11 @@ impl EmulatedMachine {
         self.boot = Boot::new();
     }
 
+    /// Forgets what Provision gave this boot, so the machine provisions again (same key).
+    pub(crate) fn forget_provisioned(&mut self) {
+        self.boot.provisioned = None;
+    }
+
     /// What the last successful `Provision` of this boot gave the machine.
     pub fn provisioned(&self) -> Option<&Provisioned> {
         self.boot.provisioned.as_ref()

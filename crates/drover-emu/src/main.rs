@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Parser;
 use drover_emu::{
     CancellationToken, DEFAULT_CONCURRENCY, DEFAULT_SEED, DEFAULT_TALOS_VERSION, Fleet,
-    FleetConfig, JoinUrl, ProvisionError, RetryPolicy,
+    FleetConfig, JoinUrl, NodeBehaviour, ProvisionError, RetryPolicy,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -28,6 +28,15 @@ struct Args {
     /// The Talos version the machines report.
     #[arg(long, env = "DROVER_EMU_TALOS_VERSION", default_value = DEFAULT_TALOS_VERSION)]
     talos_version: String,
+    /// WireGuard persistent keepalive of each machine.
+    #[arg(long, env = "DROVER_EMU_KEEPALIVE", default_value = "25s")]
+    keepalive: humantime::Duration,
+    /// How often a machine checks its last handshake.
+    #[arg(long, env = "DROVER_EMU_HANDSHAKE_CHECK", default_value = "30s")]
+    handshake_check: humantime::Duration,
+    /// A handshake older than this moves a machine to the next endpoint (Talos: 275s).
+    #[arg(long, env = "DROVER_EMU_ENDPOINT_TIMEOUT", default_value = "275s")]
+    endpoint_timeout: humantime::Duration,
     /// At most this many Provision calls in flight.
     #[arg(long, env = "DROVER_EMU_CONCURRENCY", default_value_t = NonZeroUsize::new(DEFAULT_CONCURRENCY).expect("not 0"))]
     concurrency: NonZeroUsize,
@@ -61,7 +70,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = args.api.connect_uri();
     let total = args.machines;
     let mut fleet = Fleet::new(FleetConfig {
-        api: args.api,
+        api: args.api.clone(),
         machines: args.machines,
         seed: args.seed,
         talos_version: args.talos_version,
@@ -96,10 +105,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Err(err) => return Err(anyhow::Error::new(err).context("provisioning stopped")),
     }
 
-    // The machines stay up (the tunnel comes later) until a signal.
-    cancel.cancelled().await;
+    // The machines keep their tunnels and services up until a signal.
+    let behaviour = NodeBehaviour {
+        keepalive: args.keepalive.into(),
+        handshake_check: args.handshake_check.into(),
+        endpoint_timeout: args.endpoint_timeout.into(),
+        ..NodeBehaviour::default()
+    };
+    fleet
+        .run(&RetryPolicy::default(), &behaviour, &cancel)
+        .await?;
     stop.abort();
-    tracing::info!("stopping");
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -77,6 +77,35 @@ impl MachineService for Management {
             .map_err(status)?;
         Ok(Response::new(machine(m)))
     }
+
+    async fn get_machine_logs(
+        &self,
+        request: Request<pb::GetMachineLogsRequest>,
+    ) -> Result<Response<pb::MachineLogs>, Status> {
+        let ctx = self.context(&request).await?;
+        let req = request.into_inner();
+        let limit = (req.limit != 0).then_some(req.limit);
+        let page = self
+            .drover
+            .machine_logs(&ctx, &req.id, req.after, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::MachineLogs {
+            after: page.after,
+            lines: page
+                .lines
+                .into_iter()
+                .map(|l| pb::LogLine {
+                    seq: l.seq,
+                    received_at: Some(timestamp(l.received_at)),
+                    talos_time: l.talos_time.unwrap_or_default(),
+                    level: l.level.unwrap_or_default(),
+                    facility: l.facility.unwrap_or_default(),
+                    message: l.message,
+                })
+                .collect(),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -169,6 +198,36 @@ fn machine(m: model::Machine) -> pb::Machine {
         last_provisioned_at: Some(timestamp(m.last_provisioned_at)),
         wireguard_over_grpc: m.wireguard_over_grpc,
         last_seen_at: m.last_seen_at.map(timestamp),
+        stage: m.stage.unwrap_or_default(),
+        ready: m.ready,
+        unmet_conditions: m
+            .unmet_conditions
+            .into_iter()
+            .map(|u| pb::UnmetCondition {
+                name: u.name,
+                reason: u.reason,
+            })
+            .collect(),
+        last_error: m.last_error.unwrap_or_default(),
+        facts: m.facts.map(|f| pb::MachineFacts {
+            hostname: f.hostname,
+            talos_version: f.talos_version,
+            arch: f.arch,
+            platform: f.platform,
+            platform_mode: f.platform_mode,
+            disks: f
+                .disks
+                .into_iter()
+                .map(|d| pb::Disk {
+                    device_name: d.device_name,
+                    size: d.size,
+                    model: d.model,
+                    serial: d.serial,
+                    system_disk: d.system_disk,
+                })
+                .collect(),
+            collected_at: Some(timestamp(f.collected_at)),
+        }),
     }
 }
 

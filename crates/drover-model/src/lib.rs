@@ -8,7 +8,8 @@ mod resources;
 
 pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId};
 pub use resources::{
-    CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, JoinTokenState, Machine, Page,
+    CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
+    LogPage, Machine, MachineFacts, Page, UnmetCondition,
 };
 
 mod role;

@@ -26,6 +26,73 @@ pub struct Machine {
     pub join_token_id: Option<JoinTokenId>,
     pub first_provisioned_at: DateTime<Utc>,
     pub last_provisioned_at: DateTime<Utc>,
+    /// The lifecycle stage the node last reported (`maintenance`, `installing`, `running`, ...).
+    pub stage: Option<String>,
+    /// Whether the node last reported itself ready.
+    pub ready: bool,
+    /// Why the node is not ready, as it reported.
+    pub unmet_conditions: Vec<UnmetCondition>,
+    /// The last error the node reported for a boot sequence.
+    pub last_error: Option<String>,
+    /// Facts read through the machine's API after it connected.
+    pub facts: Option<MachineFacts>,
+}
+
+/// A condition that keeps a node from being ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmetCondition {
+    pub name: String,
+    pub reason: String,
+}
+
+/// What Drover read from a machine's Talos API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineFacts {
+    pub hostname: String,
+    /// Talos version tag reported by the node, e.g. `v1.13.8`.
+    pub talos_version: String,
+    pub arch: String,
+    /// Platform name (`metal`, `aws`, `nocloud`, ...) and mode (`metal`, `container`, ...).
+    pub platform: String,
+    pub platform_mode: String,
+    pub disks: Vec<Disk>,
+    pub collected_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    pub device_name: String,
+    pub size: u64,
+    pub model: String,
+    pub serial: String,
+    /// The disk Talos is installed on (or boots from).
+    pub system_disk: bool,
+}
+
+/// One kernel log record a machine sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// Increases with every line stored for the machine; pass as `after` to read on.
+    pub seq: i64,
+    pub received_at: DateTime<Utc>,
+    /// The node's own timestamp (RFC 3339).
+    pub talos_time: Option<String>,
+    pub level: Option<String>,
+    pub facility: Option<String>,
+    pub message: String,
+}
+
+/// Lines after a position, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Pass as `after` for the next lines (equal to the request's when there are none).
+    pub after: i64,
 }
 
 /// One page of a list, with the cursor of the next page if there is one.

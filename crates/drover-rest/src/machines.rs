@@ -1,7 +1,7 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use drover_model::{Machine, Page};
+use drover_model::{LogPage, Machine, Page};
 use drover_service::Drover;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,6 +15,7 @@ pub(crate) fn routes() -> OpenApiRouter<Drover> {
     OpenApiRouter::new()
         .routes(routes!(list_machines))
         .routes(routes!(get_machine))
+        .routes(routes!(machine_logs))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -69,4 +70,40 @@ pub(crate) async fn get_machine(
 ) -> Result<Json<Machine>, Problem> {
     let Path(id) = id?;
     Ok(Json(drover.get_machine(&ctx, &id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LogParams {
+    /// Only lines after this `seq` (from a previous page's `after`); absent = the newest lines.
+    after: Option<i64>,
+    /// At most this many lines, 1 to 1000 (default 1000).
+    limit: Option<u32>,
+}
+
+/// A machine's kernel log, as it arrived over its tunnel (the newest 5,000 lines are kept).
+/// Follow it by asking again with `after`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}/logs",
+    tag = "machines",
+    params(("id" = String, Path, description = "Machine id"), LogParams),
+    responses(
+        (status = 200, description = "Lines, oldest first", body = LogPage),
+        (status = 404, description = "No such machine", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn machine_logs(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<LogParams>, QueryRejection>,
+) -> Result<Json<LogPage>, Problem> {
+    let Path(id) = id?;
+    let Query(params) = params?;
+    Ok(Json(
+        drover
+            .machine_logs(&ctx, &id, params.after, params.limit)
+            .await?,
+    ))
 }

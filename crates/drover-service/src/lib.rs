@@ -7,6 +7,7 @@
 mod auth;
 mod bootstrap;
 mod context;
+mod dataplane;
 mod error;
 mod jointokens;
 mod machines;
@@ -21,6 +22,9 @@ use drover_store::Store;
 
 pub use bootstrap::{Bootstrap, DEFAULT_TENANT_NAME};
 pub use context::{Principal, RequestContext};
+pub use dataplane::{
+    KernelLogLine, LOG_LINES_KEPT, LivenessChange, NodeReport, PeerSink, TunnelPeer,
+};
 pub use error::{Result, ServiceError};
 pub use machines::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use provision::{ProvisionOutcome, ProvisionRequest};
@@ -48,6 +52,7 @@ impl ServiceConfig {
 pub struct Drover {
     store: Store,
     config: std::sync::Arc<ServiceConfig>,
+    peers: Option<std::sync::Arc<dyn PeerSink>>,
 }
 
 impl Drover {
@@ -55,7 +60,14 @@ impl Drover {
         Self {
             store,
             config: std::sync::Arc::new(config),
+            peers: None,
         }
+    }
+
+    /// Tells `sink` about every machine that provisions from now on.
+    pub fn with_peer_sink(mut self, sink: std::sync::Arc<dyn PeerSink>) -> Self {
+        self.peers = Some(sink);
+        self
     }
 
     pub fn store(&self) -> &Store {

@@ -67,5 +67,10 @@ pub(crate) fn to_model(row: MachineRow) -> Machine {
         join_token_id: row.join_token_id.map(JoinTokenId::from_uuid),
         first_provisioned_at: row.first_provisioned_at,
         last_provisioned_at: row.last_provisioned_at,
+        stage: row.stage,
+        ready: row.ready,
+        unmet_conditions: serde_json::from_value(row.unmet_conditions).unwrap_or_default(),
+        last_error: row.last_error,
+        facts: row.facts.and_then(|f| serde_json::from_value(f).ok()),
     }
 }

@@ -88,6 +88,12 @@ impl Drover {
                 Err(Attempt::Retry(err)) => return Err(err.into()),
                 Err(Attempt::Fail(err)) => return Err(err),
                 Ok(outcome) => {
+                    if let Some(sink) = &self.peers {
+                        sink.peer_provisioned(crate::TunnelPeer {
+                            address: outcome.node_address,
+                            public_key,
+                        });
+                    }
                     tracing::info!(
                         machine = %outcome.machine, tenant = %outcome.tenant,
                         address = %outcome.node_address, new = outcome.new_machine,

@@ -6,7 +6,9 @@
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
+pub mod dataplane;
 pub mod join_tokens;
+pub mod logs;
 pub mod machines;
 pub mod tenants;
 

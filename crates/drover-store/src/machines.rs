@@ -19,11 +19,16 @@ pub struct MachineRow {
     pub last_provisioned_at: DateTime<Utc>,
     pub connected: bool,
     pub last_seen_at: Option<DateTime<Utc>>,
+    pub stage: Option<String>,
+    pub ready: bool,
+    pub unmet_conditions: sqlx::types::JsonValue,
+    pub last_error: Option<String>,
+    pub facts: Option<sqlx::types::JsonValue>,
 }
 
 const COLUMNS: &str = "tenant_id, id, address, wireguard_public_key, node_unique_token_hash, \
     talos_version, wireguard_over_grpc, grpc_peer_address, join_token_id, first_provisioned_at, \
-    last_provisioned_at, connected, last_seen_at";
+    last_provisioned_at, connected, last_seen_at, stage, ready, unmet_conditions, last_error, facts";
 
 /// What a successful Provision writes, for a new machine or over an existing one.
 pub struct ProvisionedMachine<'a> {

@@ -4,5 +4,6 @@ pub mod datadir;
 pub mod server;
 pub mod settings;
 
+pub use drover_dataplane::DataPlaneConfig;
 pub use server::Server;
 pub use settings::{Args, Database, LogFormat, Settings};

@@ -10,11 +10,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use drover_dataplane::DataPlane;
 use drover_postgres::{PrivatePostgres, PrivatePostgresOptions};
 use drover_service::{Drover, ServiceConfig};
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
 use drover_store::Store;
+use drover_tunnel::{Hub, HubConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +32,7 @@ pub struct Server {
     initial_admin_token: Option<String>,
     data_dir: PathBuf,
     drover: Drover,
+    dataplane: DataPlane,
     cancel: CancellationToken,
     tasks: TaskTracker,
     postgres: Option<PrivatePostgres>,
@@ -92,15 +95,33 @@ impl Server {
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
 
+        let addresses = AddressPlan::default();
+        let hub = Hub::start(HubConfig {
+            key: wireguard_key.clone(),
+            server_address: addresses.server_address(),
+            udp_bind: Some(settings.wireguard_addr),
+            tcp_buffer_size: 64 * 1024,
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the WireGuard endpoint on {}",
+                settings.wireguard_addr
+            )
+        })?;
+        let wireguard_port = hub
+            .udp_local_addr()
+            .map_or(settings.wireguard_addr.port(), |a| a.port());
         let drover = Drover::new(
             store,
             ServiceConfig {
-                wireguard_endpoints: settings.wireguard_endpoints(&machine_api_url),
+                wireguard_endpoints: settings.wireguard_endpoints(&machine_api_url, wireguard_port),
                 advertised_machine_api: machine_api_url.clone(),
                 server_public_key: wireguard_key.public(),
-                addresses: AddressPlan::default(),
+                addresses,
             },
-        );
+        )
+        .with_peer_sink(drover_dataplane::peer_sink(&hub));
         let token_file = settings.data_dir.join(datadir::INITIAL_ADMIN_TOKEN_FILE);
         let bootstrap = drover
             .bootstrap(|token| datadir::replace_secret_file(&token_file, &format!("{token}\n")))
@@ -135,8 +156,18 @@ impl Server {
                 )
                 .context("machine API TLS configuration")?;
         }
-        let machine_router =
-            machine_api.add_service(drover_grpc::provision_service(drover.clone()));
+        let dataplane = drover_dataplane::start(
+            hub.clone(),
+            drover.clone(),
+            settings.dataplane.clone(),
+            cancel.clone(),
+            &tasks,
+        )
+        .await
+        .context("cannot start the tunnel data plane")?;
+        let machine_router = machine_api
+            .add_service(drover_grpc::provision_service(drover.clone()))
+            .add_service(dataplane.grpc_carrier().into_service());
         let machine_cancel = cancel.clone();
         tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(machine_listener);
@@ -150,6 +181,7 @@ impl Server {
         });
         tasks.close();
         listening.store(true, Ordering::Release);
+        tracing::info!(wireguard = ?hub.udp_local_addr(), "WireGuard endpoint is up");
         tracing::info!(%http_addr, %machine_api_addr, machine_api = %machine_api_url, "droverd is ready");
 
         Ok(Self {
@@ -159,6 +191,7 @@ impl Server {
             initial_admin_token: bootstrap.initial_admin_token,
             data_dir: settings.data_dir,
             drover,
+            dataplane,
             cancel,
             tasks,
             postgres: None,
@@ -191,6 +224,11 @@ impl Server {
         &self.drover
     }
 
+    /// The tunnel data plane: the WireGuard hub and machine API access.
+    pub fn dataplane(&self) -> &DataPlane {
+        &self.dataplane
+    }
+
     /// Resolves when a server task failed or [`Server::shutdown`] was asked for.
     pub async fn stopped(&self) {
         self.cancel.cancelled().await;
@@ -200,6 +238,7 @@ impl Server {
     pub async fn shutdown(self) -> Result<()> {
         self.cancel.cancel();
         self.tasks.wait().await;
+        self.dataplane.hub().shutdown().await;
         self.drover.store().close().await;
         if let Some(pg) = self.postgres {
             pg.stop().await.context("stopping the private PostgreSQL")?;

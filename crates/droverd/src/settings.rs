@@ -73,6 +73,11 @@ pub struct Args {
     )]
     pub advertised_wireguard_endpoints: Vec<String>,
 
+    /// A machine counts as connected while its tunnel was heard from within this long, e.g.
+    /// `275s` (Talos's own threshold) or `2m`. [default: 275s]
+    #[arg(long, env = "DROVER_LIVENESS_THRESHOLD", value_name = "DURATION")]
+    pub liveness_threshold: Option<humantime::Duration>,
+
     /// PostgreSQL URL. Without one, droverd runs a private PostgreSQL in <data-dir>/postgres.
     /// `DATABASE_URL` is read too.
     #[arg(long, env = "DROVER_DATABASE_URL", value_name = "URL")]
@@ -103,7 +108,21 @@ struct FileSettings {
     wireguard_addr: Option<SocketAddr>,
     advertised_wireguard_endpoints: Option<Vec<String>>,
     database_url: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    liveness_threshold: Option<std::time::Duration>,
     log_format: Option<LogFormat>,
+}
+
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// Settings after layering and checking.
@@ -119,6 +138,8 @@ pub struct Settings {
     pub advertised_wireguard_endpoints: Vec<String>,
     pub database: Database,
     pub log_format: LogFormat,
+    /// Liveness and peer-sync timing of the tunnel data plane.
+    pub dataplane: drover_dataplane::DataPlaneConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +252,17 @@ impl Settings {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            dataplane: {
+                let mut dp = drover_dataplane::DataPlaneConfig::default();
+                if let Some(t) = args
+                    .liveness_threshold
+                    .map(Into::into)
+                    .or(file.liveness_threshold)
+                {
+                    dp.liveness_threshold = t;
+                }
+                dp
+            },
         })
     }
 
@@ -261,8 +293,9 @@ impl Settings {
         }
     }
 
-    /// WireGuard endpoints for Provision responses, primary first.
-    pub fn wireguard_endpoints(&self, api: &JoinUrl) -> Vec<String> {
+    /// WireGuard endpoints for Provision responses, primary first, given the UDP port the
+    /// endpoint actually bound.
+    pub fn wireguard_endpoints(&self, api: &JoinUrl, bound_port: u16) -> Vec<String> {
         if !self.advertised_wireguard_endpoints.is_empty() {
             return self.advertised_wireguard_endpoints.clone();
         }
@@ -271,7 +304,7 @@ impl Settings {
         } else {
             api.host.clone()
         };
-        vec![format!("{host}:{}", self.wireguard_addr.port())]
+        vec![format!("{host}:{bound_port}")]
     }
 }
 
@@ -343,7 +376,7 @@ mod tests {
         let s = Settings::resolve(args(&[])).unwrap();
         let api = s.machine_api_url("0.0.0.0:8090".parse().unwrap());
         assert_eq!(api.to_string(), "grpc://127.0.0.1:8090");
-        assert_eq!(s.wireguard_endpoints(&api), vec!["127.0.0.1:50180"]);
+        assert_eq!(s.wireguard_endpoints(&api, 50180), vec!["127.0.0.1:50180"]);
         let api = s.machine_api_url("192.0.2.4:8090".parse().unwrap());
         assert_eq!(api.to_string(), "grpc://192.0.2.4:8090");
     }

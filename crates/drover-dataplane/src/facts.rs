@@ -1,0 +1,173 @@
+//! Talos API access to machines through their tunnels, and what droverd reads when a machine
+//! connects.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::Utc;
+use drover_model::{Disk, MachineFacts};
+use drover_service::Drover;
+use drover_siderolink::TALOS_API_PORT;
+use drover_tunnel::Hub;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Channel;
+
+use crate::{DataPlaneConfig, LivenessTracker};
+
+/// Talos machine API channels through the tunnels, one cached per machine. Channels connect
+/// lazily and reconnect by themselves; [`MachineApi::forget`] drops one whose tunnel went away.
+#[derive(Clone)]
+pub struct MachineApi {
+    hub: Hub,
+    channels: Arc<Mutex<HashMap<Ipv6Addr, Channel>>>,
+}
+
+impl MachineApi {
+    pub fn new(hub: Hub) -> Self {
+        Self {
+            hub,
+            channels: Arc::default(),
+        }
+    }
+
+    /// A channel to the machine API of the machine at `address`, in maintenance mode (TLS
+    /// without verification, no client certificate), as Talos expects before it has a config.
+    pub fn maintenance(&self, address: Ipv6Addr) -> Channel {
+        let mut channels = self.channels.lock().expect("not poisoned");
+        channels
+            .entry(address)
+            .or_insert_with(|| {
+                let hub = self.hub.clone();
+                let target = SocketAddrV6::new(address, TALOS_API_PORT, 0, 0);
+                drover_talos::client::maintenance_channel(
+                    move || {
+                        let hub = hub.clone();
+                        async move { hub.connect(target).await }
+                    },
+                    &format!("[{address}]:{TALOS_API_PORT}"),
+                )
+                .expect("an IPv6 address and port form a valid authority")
+            })
+            .clone()
+    }
+
+    pub fn forget(&self, address: Ipv6Addr) {
+        self.channels.lock().expect("not poisoned").remove(&address);
+    }
+
+    /// Reads Version and Disks.
+    pub async fn read_facts(&self, address: Ipv6Addr) -> Result<MachineFacts, tonic::Status> {
+        let channel = self.maintenance(address);
+        let version = drover_talos::client::version(&channel).await?;
+        let disks = drover_talos::client::disks(&channel).await?;
+        Ok(MachineFacts {
+            hostname: version.hostname,
+            talos_version: version.tag,
+            arch: version.arch,
+            platform: version.platform_name,
+            platform_mode: version.platform_mode,
+            disks: disks
+                .into_iter()
+                .map(|d| Disk {
+                    device_name: d.device_name,
+                    size: d.size,
+                    model: d.model,
+                    serial: d.serial,
+                    system_disk: d.system_disk,
+                })
+                .collect(),
+            collected_at: Utc::now(),
+        })
+    }
+}
+
+/// Evaluates liveness on a timer, persists changes, and reads facts from machines that
+/// (re)connect.
+pub(crate) async fn liveness_loop(
+    hub: Hub,
+    drover: Drover,
+    api: MachineApi,
+    config: DataPlaneConfig,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let mut tracker = LivenessTracker::new(config.liveness_threshold, config.last_seen_refresh);
+    let collecting: Arc<Mutex<HashSet<Ipv6Addr>>> = Arc::default();
+    let mut tick = tokio::time::interval(config.liveness_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let statuses = hub.peer_statuses();
+        let changes = tracker.observe(
+            SystemTime::now(),
+            statuses
+                .iter()
+                .map(|(a, s)| (*a, s.last_received.max(s.last_handshake))),
+        );
+        if changes.is_empty() {
+            continue;
+        }
+        if let Err(err) = drover.record_liveness(&changes).await {
+            tracing::warn!(error = %err, "persisting liveness failed; retrying next tick");
+            tracker.forget();
+            continue;
+        }
+        for change in changes.iter() {
+            if !change.connected {
+                api.forget(change.address);
+                tracing::info!(address = %change.address, "machine disconnected");
+                continue;
+            }
+            if !collecting
+                .lock()
+                .expect("not poisoned")
+                .insert(change.address)
+            {
+                continue;
+            }
+            let (drover, api, collecting, cancel) = (
+                drover.clone(),
+                api.clone(),
+                collecting.clone(),
+                cancel.clone(),
+            );
+            let address = change.address;
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = collect_facts(&drover, &api, address) => {}
+                }
+                collecting.lock().expect("not poisoned").remove(&address);
+            });
+        }
+    }
+}
+
+/// Reads a machine's facts, retrying with backoff a few times (the node may still be starting
+/// its API when the tunnel comes up).
+async fn collect_facts(drover: &Drover, api: &MachineApi, address: Ipv6Addr) {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=6 {
+        match api.read_facts(address).await {
+            Ok(facts) => {
+                if let Err(err) = drover.record_facts(address, &facts).await {
+                    tracing::warn!(%address, error = %err, "storing machine facts failed");
+                }
+                tracing::info!(%address, version = %facts.talos_version, "machine facts read");
+                return;
+            }
+            Err(status) => {
+                tracing::debug!(%address, attempt, %status, "reading machine facts failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    tracing::warn!(%address, "could not read the machine's facts through its tunnel");
+}

@@ -1,0 +1,44 @@
+//! Userspace WireGuard tunnels for SideroLink: no root, no TUN device, no kernel module.
+//!
+//! A Talos node brings up WireGuard (MTU 1280, one peer = the server, keepalive 25 s) to the
+//! server's UDP endpoint, or sends the same datagrams over a gRPC stream when UDP is blocked.
+//! This crate terminates those tunnels in the process:
+//!
+//! - [`Hub`] is the server side: one static key, one optional UDP socket, many peers (machines),
+//!   one TCP/IPv6 stack holding the server's tunnel address. Services listen on it
+//!   ([`Hub::listen`]: event sink, kernel logs) and the control plane dials machines
+//!   ([`Hub::connect`]: apid on `[machine]:50000`).
+//! - [`NodeLink`] is the node side (for the emulator): one peer, the server.
+//!
+//! WireGuard is `boringtun`'s Noise state machine; TCP/IP is `smoltcp`, bridged to tokio by
+//! [`TunnelListener`] and [`TunnelStream`] (`AsyncRead + AsyncWrite`, tonic `Connected`).
+//!
+//! Security rules the hub enforces: datagrams are attributed to peers by WireGuard only
+//! (handshake initiations by the static key they carry, everything else by receiver index); a
+//! decrypted packet must come from the peer's own tunnel address and be addressed to the server
+//! (machines never reach each other); outbound packets go only to the peer owning the
+//! destination; endpoints roam to wherever the last authenticated datagram came from.
+
+mod hub;
+mod node;
+mod packet;
+mod stack;
+mod udp;
+
+pub use hub::{Hub, HubConfig, HubCounters, PeerEndpoint, PeerStatus};
+pub use node::{NodeConfig, NodeEndpoint, NodeLink};
+pub use stack::{TunnelConnectInfo, TunnelIncoming, TunnelListener, TunnelStream};
+
+/// Default per-direction TCP buffer of a hub connection.
+pub const DEFAULT_HUB_TCP_BUFFER: usize = 64 * 1024;
+/// Default per-direction TCP buffer of a node connection (thousands of nodes share a process).
+pub const DEFAULT_NODE_TCP_BUFFER: usize = 16 * 1024;
+/// Default persistent keepalive of a node, as Talos configures it.
+pub const DEFAULT_PERSISTENT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(25);
+/// How often WireGuard timers are ticked (one task for all hub peers; one per node link).
+pub const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Largest WireGuard datagram accepted (an MTU-sized packet plus WireGuard overhead, with room).
+pub(crate) const MAX_DATAGRAM: usize = 4096;
+/// Scratch buffer for one WireGuard operation: big enough for any accepted datagram.
+pub(crate) const SCRATCH: usize = MAX_DATAGRAM + 64;

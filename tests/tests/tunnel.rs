@@ -1,0 +1,190 @@
+//! The tunnel data plane end to end: emulated machines bring up userspace WireGuard to droverd,
+//! droverd reads their facts through the tunnel, receives their events and kernel logs, and
+//! tracks liveness.
+
+use std::time::Duration;
+
+use drover_e2e::{Extra, TestDrover, eventually, fast_link, fast_retry};
+use drover_emu::{CancellationToken, Fleet};
+use drover_model::Machine;
+
+/// Waits (bounded) for the machines to satisfy `ok`, returning them.
+async fn machines_where(
+    drover: &TestDrover,
+    what: &str,
+    ok: impl Fn(&[Machine]) -> bool,
+) -> Vec<Machine> {
+    let client = drover.client();
+    eventually(what, Duration::from_secs(90), || {
+        let client = client.clone();
+        let ok = &ok;
+        async move {
+            let all = client.all_machines().await.ok()?;
+            ok(&all).then_some(all)
+        }
+    })
+    .await
+}
+
+fn spawn_fleet(mut fleet: Fleet, cancel: CancellationToken) -> tokio::task::JoinHandle<Fleet> {
+    tokio::spawn(async move {
+        fleet
+            .run(&fast_retry(None), &fast_link(), &cancel)
+            .await
+            .expect("the fleet runs");
+        fleet
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_machines_connect_report_and_log_then_disconnect_and_return() {
+    let drover = TestDrover::start().await;
+    let token = drover.join_token("lab").await;
+    let fleet = drover.fleet(&token.secret, 50, "tunnel", "v1.12.6");
+    let cancel = CancellationToken::new();
+    let running = spawn_fleet(fleet, cancel.clone());
+
+    let machines = machines_where(
+        &drover,
+        "50 connected machines with facts and stage",
+        |all| {
+            all.len() == 50
+                && all.iter().all(|m| {
+                    m.connected
+                        && m.facts.is_some()
+                        && m.stage.as_deref() == Some("maintenance")
+                        && m.ready
+                })
+        },
+    )
+    .await;
+    for m in &machines {
+        let facts = m.facts.as_ref().unwrap();
+        // Read through the tunnel from the machine's own Talos API (Version, Disks).
+        assert_eq!(facts.talos_version, "v1.12.6");
+        assert_eq!(m.talos_version, "v1.12.6");
+        assert_eq!(facts.arch, "amd64");
+        assert!(facts.hostname.starts_with("talos-"));
+        assert!(
+            facts
+                .disks
+                .iter()
+                .any(|d| d.system_disk && d.device_name == "/dev/sda")
+        );
+        assert!(m.last_seen_at.is_some());
+    }
+
+    // Version through the tunnel, called directly through droverd's machine API channels.
+    let api = drover.server().dataplane().machine_api();
+    let address = machines[7].address.parse().unwrap();
+    let version = drover_talos::client::version(&api.maintenance(address))
+        .await
+        .unwrap();
+    assert_eq!(version.tag, "v1.12.6");
+
+    // Kernel logs arrived, in order.
+    let client = drover.client();
+    let id = machines[3].id.to_string();
+    let logs = eventually("boot log lines", Duration::from_secs(60), || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let page = client.machine_logs(&id, None, None).await.ok()?;
+            (page.lines.len() >= 20).then_some(page)
+        }
+    })
+    .await;
+    assert!(logs.lines[0].message.starts_with("Linux version"));
+    assert!(logs.lines.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(logs.lines[0].facility.as_deref(), Some("kern"));
+    let none_after = client
+        .machine_logs(&id, Some(logs.after), None)
+        .await
+        .unwrap();
+    assert!(none_after.lines.is_empty());
+    assert_eq!(none_after.after, logs.after);
+
+    // Stop the emulator: every machine becomes disconnected.
+    cancel.cancel();
+    let fleet = running.await.unwrap();
+    machines_where(&drover, "all machines disconnected", |all| {
+        all.iter().all(|m| !m.connected)
+    })
+    .await;
+
+    // Start it again: connected again, same addresses.
+    let cancel = CancellationToken::new();
+    let running = spawn_fleet(fleet, cancel.clone());
+    let again = machines_where(&drover, "all machines connected again", |all| {
+        all.len() == 50 && all.iter().all(|m| m.connected)
+    })
+    .await;
+    let mut before: Vec<_> = machines
+        .iter()
+        .map(|m| (m.id.to_string(), m.address.clone()))
+        .collect();
+    let mut after: Vec<_> = again
+        .iter()
+        .map(|m| (m.id.to_string(), m.address.clone()))
+        .collect();
+    before.sort();
+    after.sort();
+    assert_eq!(before, after);
+    cancel.cancel();
+    running.await.unwrap();
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wireguard_over_grpc_works_when_udp_is_unreachable() {
+    // The advertised UDP endpoint goes nowhere: only the gRPC carrier can work.
+    let drover = TestDrover::start_with(Extra {
+        advertised_wireguard_endpoints: vec!["127.0.0.1:9".into()],
+        ..Extra::default()
+    })
+    .await;
+    let token = drover.join_token("grpc").await;
+    let mut fleet = drover.fleet(&token.secret, 3, "carrier", "v1.13.8");
+    let mut config = fleet.config().clone();
+    config.api.grpc_tunnel = true;
+    fleet = Fleet::new(config);
+    let cancel = CancellationToken::new();
+    let running = spawn_fleet(fleet, cancel.clone());
+    let machines = machines_where(&drover, "3 machines connected over gRPC", |all| {
+        all.len() == 3
+            && all
+                .iter()
+                .all(|m| m.connected && m.wireguard_over_grpc && m.facts.is_some())
+    })
+    .await;
+    assert!(
+        machines
+            .iter()
+            .all(|m| m.stage.as_deref() == Some("maintenance"))
+    );
+    let hub = drover.server().dataplane().hub();
+    assert!(
+        hub.udp_local_addr().is_some(),
+        "the UDP endpoint exists; the machines just cannot reach it"
+    );
+    cancel.cancel();
+    running.await.unwrap();
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_for_an_unknown_virtual_peer_is_refused() {
+    use drover_proto::sidero::link::PeerPacket;
+    use drover_proto::sidero::link::wire_guard_over_grpc_service_client::WireGuardOverGrpcServiceClient;
+
+    let drover = TestDrover::start().await;
+    let mut client = WireGuardOverGrpcServiceClient::new(drover.machine_api_channel().await);
+    let mut request = tonic::Request::new(tokio_stream::iter(Vec::<PeerPacket>::new()));
+    request.metadata_mut().insert(
+        "x-siderolink-ipv6-addr",
+        "[fdae:41e4:649b:9304::77]:50889".parse().unwrap(),
+    );
+    let status = client.create_stream(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert_eq!(status.message(), "peer not allowed");
+    drover.stop().await;
+}
