@@ -6,6 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -183,8 +184,6 @@ async fn droverd_drover_and_drover_emu_work_together() {
         }
     }
     assert_eq!(joined, 3);
-    kill(Pid::from_raw(emu.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    assert!(emu.wait().await.unwrap().success());
 
     let (ok, out, err) = drover(&http, Some(&token), &["get", "machines", "-o", "json"]).await;
     assert!(ok, "{err}");
@@ -211,6 +210,45 @@ async fn droverd_drover_and_drover_emu_work_together() {
     let (ok, out, _) = drover(&http, Some(&token), &["get", "machines"]).await;
     assert!(ok);
     assert_eq!(out.lines().count(), 4, "a header and three rows: {out}");
+
+    // The machines bring up their tunnels: facts read through them, kernel logs received.
+    let detail = drover_e2e::eventually("facts of the machine", Duration::from_secs(90), || {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let (ok, out, _) = drover(&http, Some(&token), &["get", "machine", id]).await;
+            (ok && field(&out, "Hostname").is_some() && field(&out, "Stage") == Some("maintenance"))
+                .then_some(out)
+        }
+    })
+    .await;
+    assert_eq!(field(&detail, "Connected"), Some("true"), "{detail}");
+    assert_eq!(field(&detail, "Talos"), Some("v1.13.8"), "{detail}");
+    let disk = field(&detail, "Disk").unwrap_or_default();
+    assert!(
+        disk.starts_with("/dev/sda") && disk.ends_with("system disk"),
+        "{detail}"
+    );
+    let logs = drover_e2e::eventually(
+        "kernel log through the CLI",
+        Duration::from_secs(60),
+        || {
+            let (http, token) = (http.clone(), token.clone());
+            async move {
+                let (ok, out, _) = drover(&http, Some(&token), &["logs", id]).await;
+                (ok && out.lines().count() >= 20).then_some(out)
+            }
+        },
+    )
+    .await;
+    assert!(
+        logs.lines().next().unwrap().contains("Linux version"),
+        "{logs}"
+    );
+    let (ok, tail, _) = drover(&http, Some(&token), &["logs", id, "--tail", "5"]).await;
+    assert!(ok);
+    assert_eq!(tail.lines().count(), 5);
+    kill(Pid::from_raw(emu.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    assert!(emu.wait().await.unwrap().success());
 
     let (ok, out, _) = drover(&http, Some(&token), &["jointoken", "list"]).await;
     assert!(ok);
@@ -249,8 +287,19 @@ async fn droverd_drover_and_drover_emu_work_together() {
     .await;
     assert!(ok);
     let again: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(again, machines);
+    let ids = |v: &[serde_json::Value]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|m| (m["id"].to_string(), m["address"].to_string()))
+            .collect()
+    };
+    assert_eq!(ids(&again), ids(&machines));
     droverd.terminate().await;
+}
+
+/// The value of `key:` in `drover get machine` output.
+fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
 }
 
 #[tokio::test]

@@ -188,3 +188,99 @@ async fn a_stream_for_an_unknown_virtual_peer_is_refused() {
     assert_eq!(status.message(), "peer not allowed");
     drover.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_keys_and_spoofed_sources_are_dropped() {
+    use std::net::SocketAddrV6;
+
+    use drover_siderolink::addressing::AddressPlan;
+    use drover_siderolink::keys::KeyPair;
+    use drover_tunnel::{NodeConfig, NodeEndpoint, NodeLink};
+
+    let drover = TestDrover::start().await;
+    let hub = drover.server().dataplane().hub().clone();
+    let udp = hub.udp_local_addr().unwrap();
+    let plan = AddressPlan::default();
+    let sink = SocketAddrV6::new(
+        plan.server_address(),
+        drover_siderolink::EVENT_SINK_PORT,
+        0,
+        0,
+    );
+    let link_with = |key: KeyPair, address| NodeConfig {
+        key,
+        address,
+        server_public_key: hub.public_key(),
+        server_address: plan.server_address(),
+        endpoint: NodeEndpoint::Udp(udp),
+        persistent_keepalive: Duration::from_secs(1),
+        tcp_buffer_size: 16 * 1024,
+    };
+
+    // A key droverd never provisioned.
+    let before = hub.counters();
+    let stranger = NodeLink::start(link_with(
+        KeyPair::generate(),
+        plan.siderolink.address(0x5555),
+    ))
+    .await
+    .unwrap();
+    let attempt = tokio::spawn({
+        let stranger = std::sync::Arc::new(stranger);
+        async move { stranger.connect(sink).await.is_ok() }
+    });
+    eventually(
+        "the stranger's handshakes to be dropped",
+        Duration::from_secs(30),
+        || {
+            let hub = hub.clone();
+            async move {
+                (hub.counters().dropped_unknown_peer > before.dropped_unknown_peer).then_some(())
+            }
+        },
+    )
+    .await;
+    attempt.abort();
+
+    // A provisioned machine's key, but packets from another address of the prefix.
+    let token = drover.join_token("spoof").await;
+    let mut machine = drover_emu::EmulatedMachine::new(
+        drover_emu::MachineIdentity::derive("spoof", 0),
+        "v1.13.8",
+    );
+    let real = machine
+        .provision(&drover.join_url(&token.secret))
+        .await
+        .unwrap()
+        .node_address;
+    let spoofed = plan.siderolink.address(0x6666);
+    assert_ne!(real, spoofed);
+    let before = hub.counters();
+    let liar = std::sync::Arc::new(
+        NodeLink::start(link_with(machine.keys().clone(), spoofed))
+            .await
+            .unwrap(),
+    );
+    let attempt = tokio::spawn({
+        let liar = liar.clone();
+        async move { liar.connect(sink).await.is_ok() }
+    });
+    eventually(
+        "the spoofed packets to be dropped",
+        Duration::from_secs(30),
+        || {
+            let hub = hub.clone();
+            async move {
+                (hub.counters().dropped_spoofed_source > before.dropped_spoofed_source)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        liar.last_handshake().is_some(),
+        "WireGuard itself accepted the key"
+    );
+    attempt.abort();
+    drover.stop().await;
+}

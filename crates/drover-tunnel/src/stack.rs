@@ -855,7 +855,7 @@ impl AsyncWrite for TunnelStream {
             struct W(std::task::Waker, SocketAddrV6);
             impl std::task::Wake for W {
                 fn wake(self: Arc<Self>) {
-                    eprintln!("   WOKEN-TX {}", self.1);
+                    eprintln!("   WOKEN-TX {} {:?}", self.1, std::thread::current().id());
                     self.0.wake_by_ref();
                 }
             }
