@@ -33,6 +33,8 @@ pub struct Extra {
     pub machine_api_tls: Option<droverd::settings::TlsFiles>,
     /// Data plane timing; default [`test_dataplane`].
     pub dataplane: Option<DataPlaneConfig>,
+    /// The WireGuard UDP address; default `127.0.0.1:0`.
+    pub wireguard_addr: Option<std::net::SocketAddr>,
 }
 
 impl TestDrover {
@@ -157,7 +159,9 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_tls: extra.machine_api_tls.clone(),
         advertised_machine_api: None,
-        wireguard_addr: "127.0.0.1:0".parse().expect("addr"),
+        wireguard_addr: extra
+            .wireguard_addr
+            .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
         advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),
         database: Database::Private {
             extra_settings: vec![

@@ -127,7 +127,7 @@ async fn hub_reaches_node(hub: &Hub, node: &NodeLink, apid: TunnelListener) {
     assert_eq!(*peer.ip(), hub.server_address());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn udp_hub_and_node_carry_tcp_both_ways() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
