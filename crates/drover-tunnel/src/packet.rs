@@ -49,6 +49,86 @@ pub(crate) fn tcp_syn(packet: &[u8]) -> Option<Syn> {
     })
 }
 
+/// The fields of a TCP segment (carried directly in IPv6) that flow control cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpSegment {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub payload_len: usize,
+}
+
+pub(crate) const TCP_FLAG_FIN: u8 = 0x01;
+pub(crate) const TCP_FLAG_RST: u8 = 0x04;
+pub(crate) const TCP_ACK: u8 = TCP_FLAG_ACK;
+pub(crate) const TCP_CONTROL: u8 = TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST;
+
+pub(crate) fn tcp_segment(packet: &[u8]) -> Option<TcpSegment> {
+    let (src, dst) = ipv6_addresses(packet)?;
+    if packet[6] != NEXT_HEADER_TCP {
+        return None;
+    }
+    let payload_len = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+    let end = IPV6_HEADER_LEN + payload_len;
+    if packet.len() < end || payload_len < 20 {
+        return None;
+    }
+    let tcp = &packet[IPV6_HEADER_LEN..end];
+    let header_len = usize::from(tcp[12] >> 4) * 4;
+    if header_len < 20 || header_len > tcp.len() {
+        return None;
+    }
+    Some(TcpSegment {
+        src,
+        dst,
+        src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+        dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        flags: tcp[13],
+        window: u16::from_be_bytes([tcp[14], tcp[15]]),
+        payload_len: tcp.len() - header_len,
+    })
+}
+
+/// Rewrites the sequence number of a TCP segment in IPv6 and fixes its checksum.
+pub(crate) fn set_tcp_seq(packet: &mut [u8], seq: u32) {
+    let payload_len = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+    let end = IPV6_HEADER_LEN + payload_len;
+    packet[IPV6_HEADER_LEN + 4..IPV6_HEADER_LEN + 8].copy_from_slice(&seq.to_be_bytes());
+    packet[IPV6_HEADER_LEN + 16..IPV6_HEADER_LEN + 18].fill(0);
+    let checksum = tcp_checksum(&packet[8..24], &packet[24..40], &packet[IPV6_HEADER_LEN..end]);
+    packet[IPV6_HEADER_LEN + 16..IPV6_HEADER_LEN + 18].copy_from_slice(&checksum.to_be_bytes());
+}
+
+/// The TCP checksum over the IPv6 pseudo-header and the segment (checksum field zeroed).
+fn tcp_checksum(src: &[u8], dst: &[u8], segment: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        let mut chunks = bytes.chunks_exact(2);
+        for pair in &mut chunks {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        if let [last] = chunks.remainder() {
+            sum += u32::from(*last) << 8;
+        }
+    };
+    add(src);
+    add(dst);
+    add(&(segment.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, NEXT_HEADER_TCP]);
+    add(segment);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +163,58 @@ mod tests {
         assert_eq!(tcp_syn(&packet(a, b, TCP_FLAG_SYN | TCP_FLAG_ACK)), None);
         assert_eq!(tcp_syn(&packet(a, b, TCP_FLAG_ACK)), None);
         assert_eq!(ipv6_addresses(&[0x45; 40]), None);
+        let segment = tcp_segment(&syn).unwrap();
+        assert_eq!((segment.src_port, segment.dst_port, segment.payload_len), (40000, 8090, 0));
         assert_eq!(ipv6_addresses(&[0x60; 39]), None);
+    }
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::*;
+
+    /// A segment produced by smoltcp keeps a valid checksum after its sequence number changes.
+    #[test]
+    fn rewritten_sequence_numbers_keep_valid_checksums() {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{IpAddress, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+        let src: Ipv6Addr = "fd00::2".parse().unwrap();
+        let dst: Ipv6Addr = "fd00::1".parse().unwrap();
+        let payload = b"hello";
+        let tcp = TcpRepr {
+            src_port: 1234,
+            dst_port: 80,
+            control: TcpControl::None,
+            seq_number: TcpSeqNumber(1000),
+            ack_number: Some(TcpSeqNumber(2000)),
+            window_len: 0,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload,
+        };
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: smoltcp::wire::IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; IPV6_HEADER_LEN + tcp.buffer_len()];
+        ip.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[IPV6_HEADER_LEN..]),
+            &IpAddress::from(src),
+            &IpAddress::from(dst),
+            &ChecksumCapabilities::default(),
+        );
+        let parsed = tcp_segment(&buf).unwrap();
+        assert_eq!((parsed.seq, parsed.ack, parsed.payload_len), (1000, 2000, 5));
+        set_tcp_seq(&mut buf, 999);
+        let packet = TcpPacket::new_checked(&buf[IPV6_HEADER_LEN..]).unwrap();
+        assert!(packet.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)));
+        assert_eq!(packet.seq_number(), TcpSeqNumber(999));
     }
 }

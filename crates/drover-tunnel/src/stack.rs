@@ -70,6 +70,11 @@ struct Inner {
     device: QueueDevice,
     listeners: HashMap<u16, ListenerSlot>,
     orphans: Vec<(SocketHandle, SmolInstant)>,
+    /// Per connection (local port, remote address, remote port): the peer's last ACK number
+    /// and window, to keep our pure ACKs acceptable while the peer's window is closed.
+    peer_windows: HashMap<(u16, Ipv6Addr, u16), (u32, u16)>,
+    /// Closes waiting for the peer to acknowledge everything we sent (see `close_gracefully`).
+    pending_close: Vec<SocketHandle>,
     next_port: u16,
     next_generation: u64,
     closed: bool,
@@ -115,6 +120,8 @@ impl Stack {
                 device,
                 listeners: HashMap::new(),
                 orphans: Vec::new(),
+                peer_windows: HashMap::new(),
+                pending_close: Vec::new(),
                 next_port: *EPHEMERAL_PORTS.start()
                     + rand::random::<u16>() % (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()),
                 next_generation: 0,
@@ -316,7 +323,9 @@ async fn run(shared: Arc<Shared>, egress: Egress) {
             }
             inner.egress(now);
             inner.scan_listeners();
+            inner.run_pending_closes();
             inner.reap(now);
+            inner.fix_outbound();
             out.append(&mut inner.device.tx);
             if closing {
                 None
@@ -327,7 +336,6 @@ async fn run(shared: Arc<Shared>, egress: Egress) {
         };
         let sent = !out.is_empty();
         for packet in out.drain(..) {
-            dbg_pkt("OUT", shared.address, &packet);
             egress(&packet);
         }
         let Some(delay) = delay else { break };
@@ -359,37 +367,21 @@ async fn run(shared: Arc<Shared>, egress: Egress) {
 
 impl Inner {
     fn ingress(&mut self, now: SmolInstant, shared: &Shared, packet: Vec<u8>) {
-        dbg_pkt("IN ", shared.address, &packet);
         if !self.admit(shared, &packet) {
             return;
+        }
+        if let Some(segment) = packet::tcp_segment(&packet)
+            && segment.flags & packet::TCP_ACK != 0
+        {
+            self.peer_windows.insert(
+                (segment.dst_port, segment.src, segment.src_port),
+                (segment.ack, segment.window),
+            );
         }
         self.device.rx.push_back(packet);
         self.iface
             .poll_ingress_single(now, &mut self.device, &mut self.sockets);
         self.device.rx.clear();
-        if std::env::var_os("DBG_SOCK").is_some() && shared.address.segments()[7] == 1 {
-            for (_, s) in self.sockets.iter() {
-                let smoltcp::socket::Socket::Tcp(t) = s;
-                if t.state() == tcp::State::CloseWait || t.state() == tcp::State::Established {
-                    let d = format!("{t:?}");
-                    let keep: Vec<&str> = d
-                        .split(", ")
-                        .filter(|f| {
-                            f.starts_with("timer")
-                                || f.starts_with("remote_win")
-                                || f.starts_with("local_seq")
-                                || f.starts_with("remote_last_seq")
-                                || f.starts_with("local_rx")
-                                || f.starts_with("state")
-                                || f.starts_with("remote_seq")
-                                || f.starts_with("remote_last_ack")
-                                || f.starts_with("remote_last_win")
-                        })
-                        .collect();
-                    eprintln!("   SOCK {}", keep.join(", "));
-                }
-            }
-        }
     }
 
     /// Prepares a listening socket for a new SYN to a listened port; false = drop the packet.
@@ -420,6 +412,65 @@ impl Inner {
         }
         slot.embryonic.push(self.sockets.add(socket));
         true
+    }
+
+    /// Sends FIN after queued data, like `close()`, except in CLOSE-WAIT with data still unacked:
+    /// there the FIN waits until the peer acknowledged everything, because smoltcp drops pure
+    /// window updates in LAST-ACK (it treats them as duplicate ACKs), which would stall the
+    /// rest of the data until a zero-window probe.
+    fn close_gracefully(&mut self, handle: SocketHandle) {
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        if socket.state() == tcp::State::CloseWait && socket.send_queue() > 0 {
+            if !self.pending_close.contains(&handle) {
+                self.pending_close.push(handle);
+            }
+        } else {
+            socket.close();
+        }
+    }
+
+    fn run_pending_closes(&mut self) {
+        let sockets = &mut self.sockets;
+        self.pending_close.retain(|&handle| {
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            if socket.state() == tcp::State::CloseWait && socket.send_queue() > 0 {
+                true
+            } else {
+                socket.close();
+                false
+            }
+        });
+    }
+
+    /// Keeps pure ACKs acceptable to a peer whose receive window is closed.
+    ///
+    /// A sender may have sent past a peer's window (smoltcp's scaled windows can shrink by a
+    /// byte, and segments get lost), so its next sequence number is beyond what the peer will
+    /// accept; a receiver with a zero window then drops the whole segment, ACK included (RFC
+    /// 9293 checks the sequence number first). If both ends are blocked writing, neither hears
+    /// the other's ACKs until a retransmission timeout. Like Linux (`tcp_acceptable_seq`), we
+    /// send pure ACKs with a sequence number no further than the peer's window allows.
+    fn fix_outbound(&mut self) {
+        if self.peer_windows.is_empty() {
+            return;
+        }
+        for out in &mut self.device.tx {
+            let Some(segment) = packet::tcp_segment(out) else {
+                continue;
+            };
+            if segment.payload_len != 0
+                || segment.flags & packet::TCP_ACK == 0
+                || segment.flags & packet::TCP_CONTROL != 0
+            {
+                continue;
+            }
+            let key = (segment.src_port, segment.dst, segment.dst_port);
+            if let Some(&(peer_ack, 0)) = self.peer_windows.get(&key)
+                && (segment.seq.wrapping_sub(peer_ack) as i32) > 0
+            {
+                packet::set_tcp_seq(out, peer_ack);
+            }
+        }
     }
 
     fn egress(&mut self, now: SmolInstant) {
@@ -456,6 +507,22 @@ impl Inner {
     }
 
     fn reap(&mut self, now: SmolInstant) {
+        if self.peer_windows.len() > 2 * self.sockets.iter().count() + 64 {
+            let live: std::collections::HashSet<(u16, Ipv6Addr, u16)> = self
+                .sockets
+                .iter()
+                .filter_map(|(_, socket)| {
+                    #[allow(irrefutable_let_patterns)]
+                    let smoltcp::socket::Socket::Tcp(tcp) = socket else {
+                        return None;
+                    };
+                    let local = tcp.local_endpoint()?;
+                    let remote = to_v6(tcp.remote_endpoint()?);
+                    Some((local.port, *remote.ip(), remote.port()))
+                })
+                .collect();
+            self.peer_windows.retain(|key, _| live.contains(key));
+        }
         let sockets = &mut self.sockets;
         self.orphans.retain(|(handle, since)| {
             let socket = sockets.get_mut::<tcp::Socket>(*handle);
@@ -876,12 +943,7 @@ impl AsyncWrite for TunnelStream {
         let this = self.get_mut();
         if !this.write_closed {
             this.write_closed = true;
-            this.shared
-                .inner
-                .lock()
-                .sockets
-                .get_mut::<tcp::Socket>(this.handle)
-                .close();
+            this.shared.inner.lock().close_gracefully(this.handle);
             this.shared.wake.notify_one();
         }
         Poll::Ready(Ok(()))
@@ -895,7 +957,7 @@ impl Drop for TunnelStream {
             let socket = inner.sockets.get_mut::<tcp::Socket>(self.handle);
             socket.abort();
         } else {
-            inner.sockets.get_mut::<tcp::Socket>(self.handle).close();
+            inner.close_gracefully(self.handle);
         }
         let now = SmolInstant::now();
         inner.orphans.push((self.handle, now));
@@ -932,18 +994,3 @@ impl tonic::transport::server::Connected for TunnelStream {
     }
 }
 
-fn dbg_pkt(dir: &str, me: Ipv6Addr, p: &[u8]) {
-    if std::env::var_os("DBG_PKT").is_none() || p.len() < 60 {
-        return;
-    }
-    let t = &p[40..];
-    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
-    let win = u16::from_be_bytes([t[14], t[15]]);
-    eprintln!(
-        "{:?} {dir} {me} seq={seq} ack={ack} flags={:02x} win={win} len={}",
-        std::time::Instant::now(),
-        t[13],
-        p.len() - 40 - ((t[12] >> 4) as usize * 4)
-    );
-}
