@@ -284,3 +284,40 @@ async fn unknown_keys_and_spoofed_sources_are_dropped() {
     attempt.abort();
     drover.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_machine_closes_its_tunnel() {
+    let drover = TestDrover::start().await;
+    let token = drover.join_token("lab").await;
+    let fleet = drover.fleet(&token.secret, 2, "delete", "v1.13.8");
+    let cancel = CancellationToken::new();
+    let running = spawn_fleet(fleet, cancel.clone());
+    let machines = machines_where(&drover, "2 connected machines", |all| {
+        all.len() == 2 && all.iter().all(|m| m.connected)
+    })
+    .await;
+    let hub = drover.server().dataplane().hub();
+    let gone = &machines[0];
+    let address: std::net::Ipv6Addr = gone.address.parse().unwrap();
+    assert!(hub.peer_status(address).is_some());
+
+    let reader =
+        drover_client::Client::new(&drover.http_url(), Some(drover.admin_token().into())).unwrap();
+    reader.delete_machine(gone.id.as_str()).await.unwrap();
+    assert!(
+        hub.peer_status(address).is_none(),
+        "the peer is removed at once"
+    );
+    let err = reader.get_machine(gone.id.as_str()).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    let err = reader.delete_machine(gone.id.as_str()).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    // The other machine is untouched.
+    assert!(
+        hub.peer_status(machines[1].address.parse().unwrap())
+            .is_some()
+    );
+    cancel.cancel();
+    running.await.unwrap();
+    drover.stop().await;
+}

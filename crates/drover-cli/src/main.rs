@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         what: Get,
     },
+    /// Delete resources.
+    Delete {
+        #[command(subcommand)]
+        what: Delete,
+    },
     /// Print a machine's kernel log.
     Logs {
         /// Machine id.
@@ -70,6 +75,12 @@ enum Get {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
+}
+
+#[derive(Subcommand)]
+enum Delete {
+    /// Remove a machine from the inventory: its tunnel closes and its logs are dropped.
+    Machine { id: String },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +159,13 @@ async fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             output::print(output, &m, MACHINE_HEADERS, vec![machine_row(&m)])
+        }
+        Command::Delete {
+            what: Delete::Machine { id },
+        } => {
+            client.delete_machine(&id).await?;
+            println!("machine {id} deleted");
+            Ok(())
         }
         Command::Logs {
             machine,

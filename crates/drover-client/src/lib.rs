@@ -80,11 +80,18 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            endpoint: self.base.to_string(),
+            source,
+        })?;
+        self.decode(resp).await
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
         let transport = |source| ClientError::Transport {
             endpoint: self.base.to_string(),
             source,
         };
-        let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let is_problem = resp
             .headers()
@@ -139,6 +146,22 @@ impl Client {
     pub async fn get_machine(&self, id: &str) -> Result<Machine> {
         self.send(self.request(Method::GET, &format!("api/v1/machines/{}", segment(id))))
             .await
+    }
+
+    pub async fn delete_machine(&self, id: &str) -> Result<()> {
+        let resp = self
+            .request(Method::DELETE, &format!("api/v1/machines/{}", segment(id)))
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                endpoint: self.base.to_string(),
+                source,
+            })?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        // An error: decoding the problem body turns it into the ClientError.
+        self.decode::<serde_json::Value>(resp).await.map(|_| ())
     }
 
     /// Kernel log lines after `after` (or the newest ones).

@@ -27,6 +27,10 @@ impl PeerSink for HubPeers {
     fn peer_provisioned(&self, peer: TunnelPeer) {
         self.hub.upsert_peer(peer.public_key, peer.address);
     }
+
+    fn peer_removed(&self, address: std::net::Ipv6Addr) {
+        self.hub.remove_peer(address);
+    }
 }
 
 /// Makes the hub's peers exactly the provisioned machines.

@@ -78,6 +78,18 @@ impl MachineService for Management {
         Ok(Response::new(machine(m)))
     }
 
+    async fn delete_machine(
+        &self,
+        request: Request<pb::DeleteMachineRequest>,
+    ) -> Result<Response<pb::DeleteMachineResponse>, Status> {
+        let ctx = self.context(&request).await?;
+        self.drover
+            .delete_machine(&ctx, &request.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteMachineResponse {}))
+    }
+
     async fn get_machine_logs(
         &self,
         request: Request<pb::GetMachineLogsRequest>,

@@ -14,7 +14,7 @@ use crate::problem::Problem;
 pub(crate) fn routes() -> OpenApiRouter<Drover> {
     OpenApiRouter::new()
         .routes(routes!(list_machines))
-        .routes(routes!(get_machine))
+        .routes(routes!(get_machine, delete_machine))
         .routes(routes!(machine_logs))
 }
 
@@ -106,4 +106,27 @@ pub(crate) async fn machine_logs(
             .machine_logs(&ctx, &id, params.after, params.limit)
             .await?,
     ))
+}
+
+/// Delete a machine: its tunnel closes and its logs are dropped. A node still running with a
+/// valid join token can join again, as a new machine.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/machines/{id}",
+    tag = "machines",
+    params(("id" = String, Path, description = "Machine id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Needs the operator role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such machine", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_machine(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<axum::http::StatusCode, Problem> {
+    let Path(id) = id?;
+    drover.delete_machine(&ctx, &id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

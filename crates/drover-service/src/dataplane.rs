@@ -24,6 +24,8 @@ pub struct TunnelPeer {
 /// Told about peers when machines provision, so tunnels accept them at once.
 pub trait PeerSink: Send + Sync + std::fmt::Debug {
     fn peer_provisioned(&self, peer: TunnelPeer);
+    /// The machine at `address` was deleted: its tunnel must stop at once.
+    fn peer_removed(&self, address: Ipv6Addr);
 }
 
 /// Something a node reported through its event sink.

@@ -55,6 +55,25 @@ impl Drover {
     }
 }
 
+impl Drover {
+    /// Removes a machine from the inventory: its tunnel is closed, its logs are dropped. A node
+    /// that is still running and holds a valid join token can join again as a new machine.
+    pub async fn delete_machine(&self, ctx: &RequestContext, id: &str) -> Result<()> {
+        ctx.require(Role::Operator, "deleting a machine")?;
+        let id: MachineId = id
+            .parse()
+            .map_err(|e: drover_model::InvalidId| ServiceError::invalid("id", e.to_string()))?;
+        let address = machines::delete(self.store.pool(), ctx.tenant(), &id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("machine", &id))?;
+        if let (Some(sink), Ok(address)) = (&self.peers, address.parse()) {
+            sink.peer_removed(address);
+        }
+        tracing::info!(machine = %id, "machine deleted");
+        Ok(())
+    }
+}
+
 pub(crate) fn to_model(row: MachineRow) -> Machine {
     Machine {
         id: MachineId::try_from(row.id).expect("stored machine ids are valid"),

@@ -150,3 +150,18 @@ pub async fn update_provisioned(
     .fetch_one(e)
     .await?)
 }
+
+/// Deletes a machine (its logs go with it); returns its tunnel address if it existed.
+pub async fn delete(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &MachineId,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM machines WHERE tenant_id = $1 AND id = $2 RETURNING address",
+    )
+    .bind(tenant_uuid(tenant))
+    .bind(id.as_str())
+    .fetch_optional(e)
+    .await?)
+}
