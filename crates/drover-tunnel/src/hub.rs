@@ -128,6 +128,8 @@ pub struct HubCounters {
     pub dropped_stack_overload: u64,
     /// Cookie replies sent because handshakes arrived faster than the rate limit.
     pub cookie_replies: u64,
+    /// Rounds of the TCP/IP stack task (diagnostics: grows with traffic, not with idle time).
+    pub stack_rounds: u64,
     pub rx_datagrams: u64,
     pub tx_datagrams: u64,
 }
@@ -334,8 +336,18 @@ impl Hub {
     /// Handles a datagram that arrived on another carrier (a gRPC stream); replies for that
     /// peer then go to `from`.
     pub fn receive_datagram(&self, datagram: &[u8], from: PeerEndpoint) {
-        let mut scratch = vec![0u8; SCRATCH];
-        self.core.handle_datagram(datagram, from, &mut scratch);
+        if self.core.cancel.is_cancelled() {
+            return;
+        }
+        thread_local! {
+            static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; SCRATCH]);
+        }
+        SCRATCH_BUF.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => self.core.handle_datagram(datagram, from, &mut scratch),
+            Err(_) => self
+                .core
+                .handle_datagram(datagram, from, &mut vec![0u8; SCRATCH]),
+        });
     }
 
     pub fn peer_status(&self, address: Ipv6Addr) -> Option<PeerStatus> {
@@ -370,6 +382,7 @@ impl Hub {
             dropped_send_failed: get(&c.dropped_send_failed),
             dropped_stack_overload: self.core.stack.dropped_inbound(),
             cookie_replies: get(&c.cookie_replies),
+            stack_rounds: self.core.stack.rounds(),
             rx_datagrams: get(&c.rx_datagrams),
             tx_datagrams: get(&c.tx_datagrams),
         }
@@ -385,7 +398,8 @@ impl Hub {
         self.core.stack.connect(peer).await
     }
 
-    /// Stops every task, resets every tunnel connection and closes the UDP socket.
+    /// Stops every task and resets every tunnel connection; listeners stop accepting and
+    /// datagrams are ignored from then on. The UDP port is released when the last handle drops.
     pub async fn shutdown(&self) {
         self.core.cancel.cancel();
         self.core.stack.shutdown().await;
@@ -554,11 +568,8 @@ impl HubCore {
             _ => state.endpoint = Some(from.clone()),
         }
         // Packets queued while no session existed go out now.
-        loop {
-            match state.tunn.decapsulate(None, &[], scratch) {
-                TunnResult::WriteToNetwork(queued) => self.send(&from, queued),
-                _ => break,
-            }
+        while let TunnResult::WriteToNetwork(queued) = state.tunn.decapsulate(None, &[], scratch) {
+            self.send(&from, queued);
         }
         drop(state);
 
@@ -650,7 +661,8 @@ async fn timer_loop(core: Weak<HubCore>, cancel: CancellationToken) {
 }
 
 async fn udp_loop(udp: Arc<UdpCarrier>, core: Weak<HubCore>, cancel: CancellationToken) {
-    let mut buf = vec![0u8; 65536];
+    // One byte more than accepted, so oversized datagrams are recognised (and dropped).
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut scratch = vec![0u8; SCRATCH];
     loop {
         let received = tokio::select! {

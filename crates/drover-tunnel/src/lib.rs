@@ -18,6 +18,17 @@
 //! decrypted packet must come from the peer's own tunnel address and be addressed to the server
 //! (machines never reach each other); outbound packets go only to the peer owning the
 //! destination; endpoints roam to wherever the last authenticated datagram came from.
+//!
+//! Tasks and cost. A hub runs three tasks whatever its size: the UDP receive loop (decryption),
+//! one timer task ticking every peer every [`TIMER_TICK`], and the TCP/IP stack task
+//! (encryption of outbound packets). A node link runs two: its stack task, and one loop that
+//! receives datagrams and ticks its timers. Nothing busy-polls: the stack sleeps until smoltcp's
+//! next deadline or new work. Measured: about 33 KiB of resident memory per idle node link
+//! together with its hub peer (a WireGuard `Tunn` is 11 KiB on each side), plus the TCP
+//! buffers of each connection (allocated zeroed, resident as they fill).
+//!
+//! Locking: each peer's WireGuard state has its own mutex; the peer table is a read-mostly
+//! `RwLock`; a stack's sockets share one mutex, held for short rounds (at most 256 packets).
 
 mod hub;
 mod node;

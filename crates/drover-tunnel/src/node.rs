@@ -385,7 +385,8 @@ impl NodeCore {
 async fn udp_loop(core: Weak<NodeCore>, rebound: Arc<Notify>, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(TIMER_TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut buf = vec![0u8; 65536];
+    // One byte more than accepted, so oversized datagrams are recognised (and dropped).
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut scratch = vec![0u8; SCRATCH];
     loop {
         let socket = {

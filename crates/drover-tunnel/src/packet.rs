@@ -102,7 +102,11 @@ pub(crate) fn set_tcp_seq(packet: &mut [u8], seq: u32) {
     let end = IPV6_HEADER_LEN + payload_len;
     packet[IPV6_HEADER_LEN + 4..IPV6_HEADER_LEN + 8].copy_from_slice(&seq.to_be_bytes());
     packet[IPV6_HEADER_LEN + 16..IPV6_HEADER_LEN + 18].fill(0);
-    let checksum = tcp_checksum(&packet[8..24], &packet[24..40], &packet[IPV6_HEADER_LEN..end]);
+    let checksum = tcp_checksum(
+        &packet[8..24],
+        &packet[24..40],
+        &packet[IPV6_HEADER_LEN..end],
+    );
     packet[IPV6_HEADER_LEN + 16..IPV6_HEADER_LEN + 18].copy_from_slice(&checksum.to_be_bytes());
 }
 
@@ -142,6 +146,7 @@ mod tests {
         p[24..40].copy_from_slice(&dst.octets());
         p[40..42].copy_from_slice(&40000u16.to_be_bytes());
         p[42..44].copy_from_slice(&8090u16.to_be_bytes());
+        p[52] = 0x50; // data offset: 5 words
         p[53] = flags;
         p
     }
@@ -164,7 +169,10 @@ mod tests {
         assert_eq!(tcp_syn(&packet(a, b, TCP_FLAG_ACK)), None);
         assert_eq!(ipv6_addresses(&[0x45; 40]), None);
         let segment = tcp_segment(&syn).unwrap();
-        assert_eq!((segment.src_port, segment.dst_port, segment.payload_len), (40000, 8090, 0));
+        assert_eq!(
+            (segment.src_port, segment.dst_port, segment.payload_len),
+            (40000, 8090, 0)
+        );
         assert_eq!(ipv6_addresses(&[0x60; 39]), None);
     }
 }
@@ -177,7 +185,9 @@ mod checksum_tests {
     #[test]
     fn rewritten_sequence_numbers_keep_valid_checksums() {
         use smoltcp::phy::ChecksumCapabilities;
-        use smoltcp::wire::{IpAddress, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+        use smoltcp::wire::{
+            IpAddress, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+        };
         let src: Ipv6Addr = "fd00::2".parse().unwrap();
         let dst: Ipv6Addr = "fd00::1".parse().unwrap();
         let payload = b"hello";
@@ -211,7 +221,10 @@ mod checksum_tests {
             &ChecksumCapabilities::default(),
         );
         let parsed = tcp_segment(&buf).unwrap();
-        assert_eq!((parsed.seq, parsed.ack, parsed.payload_len), (1000, 2000, 5));
+        assert_eq!(
+            (parsed.seq, parsed.ack, parsed.payload_len),
+            (1000, 2000, 5)
+        );
         set_tcp_seq(&mut buf, 999);
         let packet = TcpPacket::new_checked(&buf[IPV6_HEADER_LEN..]).unwrap();
         assert!(packet.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)));

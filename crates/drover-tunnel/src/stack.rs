@@ -8,6 +8,11 @@
 //! Listening sockets have a real backlog: for every new SYN to a listened port a fresh smoltcp
 //! socket is put in `LISTEN` just before the SYN is processed, so many peers can connect at once.
 //! Dropped streams close gracefully (FIN after queued data) and are reaped once closed.
+//!
+//! Two smoltcp 0.14 behaviours are worked around here, both of which otherwise stall a transfer
+//! until a retransmission or zero-window-probe timeout (seconds, doubling): pure window updates
+//! are ignored in LAST-ACK (see `Inner::close_gracefully`), and a receiver with a zero window
+//! drops ACKs whose sequence number lies past its window (see `Inner::fix_outbound`).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -35,6 +40,8 @@ use crate::packet;
 const BACKLOG: usize = 128;
 /// Decrypted packets waiting for the stack task; more are dropped (TCP retransmits).
 const MAX_INBOUND: usize = 4096;
+/// Packets fed to smoltcp per round, so the stack lock is never held for long.
+const MAX_BATCH: usize = 256;
 /// Idle connections probe their peer this often...
 const KEEP_ALIVE: SmolDuration = SmolDuration::from_secs(20);
 /// ...and are aborted after this long without hearing from it (also bounds connect attempts).
@@ -48,7 +55,8 @@ const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// Where the stack's outbound IP packets go.
 pub(crate) type Egress = Box<dyn Fn(&[u8]) + Send + Sync>;
 
-/// Handle to a running stack. Dropping it does not stop the task; call [`Stack::shutdown`].
+/// Handle to a running stack. Dropping it stops the task without waiting; [`Stack::shutdown`]
+/// waits.
 pub(crate) struct Stack {
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -62,6 +70,7 @@ struct Shared {
     wake: Notify,
     closing: AtomicBool,
     dropped_inbound: AtomicU64,
+    rounds: AtomicU64,
 }
 
 struct Inner {
@@ -131,6 +140,7 @@ impl Stack {
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             dropped_inbound: AtomicU64::new(0),
+            rounds: AtomicU64::new(0),
         });
         let task = tokio::spawn(run(shared.clone(), egress));
         Stack {
@@ -156,6 +166,11 @@ impl Stack {
     /// Packets dropped because the stack was too far behind.
     pub(crate) fn dropped_inbound(&self) -> u64 {
         self.shared.dropped_inbound.load(Ordering::Relaxed)
+    }
+
+    /// How many rounds the stack task has run.
+    pub(crate) fn rounds(&self) -> u64 {
+        self.shared.rounds.load(Ordering::Relaxed)
     }
 
     /// Listens on `port` (0 = any free port) of the stack's address.
@@ -303,8 +318,9 @@ async fn run(shared: Arc<Shared>, egress: Egress) {
     let mut batch: VecDeque<Vec<u8>> = VecDeque::new();
     let mut out: Vec<Vec<u8>> = Vec::new();
     loop {
+        shared.rounds.fetch_add(1, Ordering::Relaxed);
         let closing = shared.closing.load(Ordering::Acquire);
-        std::mem::swap(&mut batch, &mut *shared.inbound.lock());
+        batch.append(&mut shared.inbound.lock());
         let received = !batch.is_empty();
         let delay = {
             let mut inner = shared.inner.lock();
@@ -318,12 +334,12 @@ async fn run(shared: Arc<Shared>, egress: Egress) {
                     }
                 }
             }
-            while let Some(packet) = batch.pop_front() {
+            for packet in batch.drain(..batch.len().min(MAX_BATCH)) {
                 inner.ingress(now, &shared, packet);
             }
-            inner.egress(now);
             inner.scan_listeners();
             inner.run_pending_closes();
+            inner.egress(now);
             inner.reap(now);
             inner.fix_outbound();
             out.append(&mut inner.device.tx);
@@ -340,8 +356,14 @@ async fn run(shared: Arc<Shared>, egress: Egress) {
         }
         let Some(delay) = delay else { break };
         let wait = match delay {
+            _ if !batch.is_empty() => {
+                // More packets are waiting; let the readers and writers run first.
+                tokio::task::yield_now().await;
+                continue;
+            }
             Some(d) if d == SmolDuration::ZERO => {
                 if sent || received {
+                    tokio::task::yield_now().await;
                     continue;
                 }
                 // smoltcp wants attention but produced nothing: do not spin.
@@ -824,15 +846,6 @@ impl AsyncRead for TunnelStream {
         }
         let mut inner = this.shared.inner.lock();
         let socket = inner.sockets.get_mut::<tcp::Socket>(this.handle);
-        if std::env::var_os("DBG_SOCK").is_some() {
-            eprintln!(
-                "   READ {} cap={} can_recv={} recvq={}",
-                this.local,
-                buf.remaining(),
-                socket.can_recv(),
-                socket.recv_queue()
-            );
-        }
         if socket.can_recv() {
             let queued = socket.recv_queue();
             let capacity = socket.recv_capacity();
@@ -853,19 +866,7 @@ impl AsyncRead for TunnelStream {
             | tcp::State::FinWait2
             | tcp::State::SynSent
             | tcp::State::SynReceived => {
-                if std::env::var_os("DBG_SOCK").is_some() {
-                    struct W(std::task::Waker, SocketAddrV6);
-                    impl std::task::Wake for W {
-                        fn wake(self: Arc<Self>) {
-                            eprintln!("   WOKEN {}", self.1);
-                            self.0.wake_by_ref();
-                        }
-                    }
-                    let w = std::task::Waker::from(Arc::new(W(cx.waker().clone(), this.local)));
-                    socket.register_recv_waker(&w);
-                } else {
-                    socket.register_recv_waker(cx.waker());
-                }
+                socket.register_recv_waker(cx.waker());
                 Poll::Pending
             }
             tcp::State::Closed if !this.write_closed => Poll::Ready(Err(io::Error::new(
@@ -887,15 +888,6 @@ impl AsyncWrite for TunnelStream {
         let this = self.get_mut();
         let mut inner = this.shared.inner.lock();
         let socket = inner.sockets.get_mut::<tcp::Socket>(this.handle);
-        if std::env::var_os("DBG_SOCK").is_some() {
-            eprintln!(
-                "   WRITE {} len={} can_send={} sendq={}",
-                this.local,
-                buf.len(),
-                socket.can_send(),
-                socket.send_queue()
-            );
-        }
         if !socket.may_send() {
             let kind = match socket.state() {
                 tcp::State::SynSent | tcp::State::SynReceived => {
@@ -918,19 +910,7 @@ impl AsyncWrite for TunnelStream {
             this.shared.wake.notify_one();
             return Poll::Ready(Ok(sent));
         }
-        if std::env::var_os("DBG_SOCK").is_some() {
-            struct W(std::task::Waker, SocketAddrV6);
-            impl std::task::Wake for W {
-                fn wake(self: Arc<Self>) {
-                    eprintln!("   WOKEN-TX {} {:?}", self.1, std::thread::current().id());
-                    self.0.wake_by_ref();
-                }
-            }
-            let w = std::task::Waker::from(Arc::new(W(cx.waker().clone(), this.local)));
-            socket.register_send_waker(&w);
-        } else {
-            socket.register_send_waker(cx.waker());
-        }
+        socket.register_send_waker(cx.waker());
         Poll::Pending
     }
 
@@ -993,4 +973,3 @@ impl tonic::transport::server::Connected for TunnelStream {
         }
     }
 }
-

@@ -129,10 +129,6 @@ async fn hub_reaches_node(hub: &Hub, node: &NodeLink, apid: TunnelListener) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_hub_and_node_carry_tcp_both_ways() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let hub = udp_hub().await;
     let key = KeyPair::generate();
     let address = node_address(1);
@@ -173,6 +169,13 @@ async fn udp_hub_and_node_carry_tcp_both_ways() {
         other => panic!("endpoint {other:?}"),
     }
     assert_eq!(hub.peer_statuses().len(), 1);
+
+    // Idle: the stack task sleeps (smoltcp's next deadline is a keep-alive 20 s away).
+    let before = hub.counters().stack_rounds;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let idle_rounds = hub.counters().stack_rounds - before;
+    assert!(idle_rounds <= 3, "{idle_rounds} stack rounds while idle");
+
     let counters = hub.counters();
     assert_eq!(counters.dropped_unknown_peer, 0);
     assert_eq!(counters.dropped_spoofed_source, 0);
@@ -239,10 +242,6 @@ async fn channel_carrier_without_udp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_nodes_reach_the_hub_and_back() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let hub = udp_hub().await;
     let mut nodes = Vec::new();
     for n in 0..10 {
@@ -517,4 +516,19 @@ fn tunnel_streams_fit_tonic() {
     io::<TunnelStream>();
     incoming::<drover_tunnel::TunnelIncoming, TunnelStream, std::io::Error>();
     let _: Option<SocketAddr> = None;
+}
+
+#[test]
+fn handles_are_shareable_across_tasks() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + Unpin + 'static>() {}
+    send_sync::<Hub>();
+    send_sync::<NodeLink>();
+    send_sync::<TunnelListener>();
+    send::<TunnelStream>();
+    send::<drover_tunnel::TunnelIncoming>();
+    fn clone<T: Clone>() {}
+    clone::<Hub>();
+    clone::<NodeLink>();
+    clone::<PeerEndpoint>();
 }
