@@ -194,12 +194,13 @@ async fn droverd_drover_and_drover_emu_work_together() {
             assert!(m.get(key).is_some(), "{key} in {m}");
         }
         assert_eq!(m["talosVersion"], "v1.13.8");
-        assert_eq!(m["connected"], false);
+        assert!(m["connected"].is_boolean());
     }
     let (ok, out, _) = drover(&http, Some(&token), &["get", "machines", "-o", "yaml"]).await;
     assert!(ok);
     let from_yaml: Vec<serde_json::Value> = serde_yaml_ng::from_str(&out).unwrap();
-    assert_eq!(from_yaml, machines);
+    // Tunnels come up meanwhile, so only the stable fields are compared.
+    assert_eq!(ids(&from_yaml), ids(&machines));
     let id = machines[0]["id"].as_str().unwrap();
     let (ok, out, _) = drover(&http, Some(&token), &["get", "machine", id]).await;
     assert!(ok);
@@ -287,13 +288,21 @@ async fn droverd_drover_and_drover_emu_work_together() {
     .await;
     assert!(ok);
     let again: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    let ids = |v: &[serde_json::Value]| -> Vec<(String, String)> {
-        v.iter()
-            .map(|m| (m["id"].to_string(), m["address"].to_string()))
-            .collect()
-    };
     assert_eq!(ids(&again), ids(&machines));
     droverd.terminate().await;
+}
+
+/// The stable identity of listed machines: id, address, key.
+fn ids(v: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    v.iter()
+        .map(|m| {
+            (
+                m["id"].to_string(),
+                m["address"].to_string(),
+                m["wireguardPublicKey"].to_string(),
+            )
+        })
+        .collect()
 }
 
 /// The value of `key:` in `drover get machine` output.

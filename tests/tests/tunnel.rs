@@ -321,3 +321,52 @@ async fn deleting_a_machine_closes_its_tunnel() {
     running.await.unwrap();
     drover.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stream_for_the_same_peer_replaces_the_first() {
+    use drover_proto::sidero::link::PeerPacket;
+    use drover_proto::sidero::link::wire_guard_over_grpc_service_client::WireGuardOverGrpcServiceClient;
+
+    let drover = TestDrover::start().await;
+    let token = drover.join_token("grpc").await;
+    let mut url = drover.join_url(&token.secret);
+    url.grpc_tunnel = true;
+    let mut machine = drover_emu::EmulatedMachine::new(
+        drover_emu::MachineIdentity::derive("replace", 0),
+        "v1.13.8",
+    );
+    let peer = machine
+        .provision(&url)
+        .await
+        .unwrap()
+        .grpc_peer_addr_port
+        .clone()
+        .unwrap();
+
+    let open = |peer: String| {
+        let drover = &drover;
+        async move {
+            // The request stream stays open (its sender is returned) so only the server can end it.
+            let (tx, rx) = tokio::sync::mpsc::channel::<PeerPacket>(1);
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            request
+                .metadata_mut()
+                .insert("x-siderolink-ipv6-addr", peer.parse().unwrap());
+            let replies = WireGuardOverGrpcServiceClient::new(drover.machine_api_channel().await)
+                .create_stream(request)
+                .await
+                .expect("a provisioned peer may open a stream")
+                .into_inner();
+            (tx, replies)
+        }
+    };
+    let (_first_tx, mut first) = open(peer.clone()).await;
+    let (_second_tx, _second) = open(peer).await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), first.message())
+        .await
+        .expect("the first stream ends");
+    let status = ended.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Aborted);
+    assert_eq!(status.message(), "peer replaced");
+    drover.stop().await;
+}

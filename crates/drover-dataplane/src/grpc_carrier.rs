@@ -29,15 +29,19 @@ pub struct GrpcCarrier {
     drover: Drover,
     streams: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
+    /// Ends every stream when droverd shuts down: nodes keep theirs open forever, and a
+    /// graceful shutdown waits for open streams.
+    shutdown: CancellationToken,
 }
 
 impl GrpcCarrier {
-    pub fn new(hub: Hub, drover: Drover) -> Self {
+    pub fn new(hub: Hub, drover: Drover, shutdown: CancellationToken) -> Self {
         Self {
             hub,
             drover,
             streams: Arc::default(),
             next_id: Arc::default(),
+            shutdown,
         }
     }
 
@@ -100,7 +104,7 @@ impl WireGuardOverGrpcService for GrpcCarrier {
         // Hub -> node: datagrams the hub sends to this peer's endpoint.
         let (to_node, mut from_hub) = mpsc::channel::<Bytes>(QUEUE);
         let (responses, response_stream) = mpsc::channel::<Result<PeerPacket, Status>>(QUEUE);
-        let done = CancellationToken::new();
+        let done = self.shutdown.child_token();
         {
             let (replaced, done) = (replaced.clone(), done.clone());
             tokio::spawn(async move {
@@ -127,6 +131,7 @@ impl WireGuardOverGrpcService for GrpcCarrier {
             loop {
                 let message = tokio::select! {
                     () = replaced.cancelled() => break,
+                    () = carrier.shutdown.cancelled() => break,
                     message = inbound.message() => message,
                 };
                 match message {

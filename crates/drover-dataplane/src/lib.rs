@@ -98,7 +98,7 @@ pub async fn start(
         tasks.clone(),
     ));
     Ok(DataPlane {
-        carrier: GrpcCarrier::new(hub.clone(), drover),
+        carrier: GrpcCarrier::new(hub.clone(), drover, cancel),
         hub,
         api,
     })
