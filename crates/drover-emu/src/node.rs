@@ -18,6 +18,7 @@ use drover_talos::apid::{DiskFact, MachineFacts, MaintenanceApid};
 use drover_talos::events::{SequenceAction, Stage};
 use drover_talos::kmsg::KmsgRecord;
 use drover_tunnel::{NodeConfig, NodeEndpoint, NodeLink, TunnelStream};
+use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -238,7 +239,12 @@ async fn grpc_carrier(
 ) -> std::io::Result<NodeEndpoint> {
     let (outgoing, from_node) = mpsc::channel::<Bytes>(256);
     let (to_node, incoming) = mpsc::channel::<Bytes>(256);
-    let mut request = tonic::Request::new(ReceiverStream::new(from_node).map_packets());
+    let mut request =
+        tonic::Request::new(
+            ReceiverStream::new(from_node).map(|data: Bytes| PeerPacket {
+                data: data.to_vec(),
+            }),
+        );
     request.metadata_mut().insert(
         PEER_ADDRESS_HEADER,
         peer.parse()
@@ -266,19 +272,6 @@ async fn grpc_carrier(
         }
     });
     Ok(NodeEndpoint::Channel { outgoing, incoming })
-}
-
-trait MapPackets {
-    fn map_packets(self) -> futures::stream::Map<ReceiverStream<Bytes>, fn(Bytes) -> PeerPacket>;
-}
-
-impl MapPackets for ReceiverStream<Bytes> {
-    fn map_packets(self) -> futures::stream::Map<ReceiverStream<Bytes>, fn(Bytes) -> PeerPacket> {
-        use futures::StreamExt;
-        self.map(|data| PeerPacket {
-            data: data.to_vec(),
-        })
-    }
 }
 
 /// A plaintext HTTP/2 connector through the tunnel to one address.

@@ -401,12 +401,7 @@ impl Hub {
     /// Stops every task and resets every tunnel connection; listeners stop accepting and
     /// datagrams are ignored from then on. The UDP port is released when the last handle drops.
     pub async fn shutdown(&self) {
-        self.core.cancel.cancel();
-        self.core.stack.shutdown().await;
-        let tasks = std::mem::take(&mut *self.core.tasks.lock());
-        for task in tasks {
-            let _ = task.await;
-        }
+        crate::stop_tasks(&self.core.cancel, &self.core.stack, &self.core.tasks).await;
     }
 }
 

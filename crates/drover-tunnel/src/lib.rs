@@ -53,3 +53,17 @@ pub const TIMER_TICK: std::time::Duration = std::time::Duration::from_millis(500
 pub(crate) const MAX_DATAGRAM: usize = 4096;
 /// Scratch buffer for one WireGuard operation: big enough for any accepted datagram.
 pub(crate) const SCRATCH: usize = MAX_DATAGRAM + 64;
+
+/// Stops a hub's or link's tasks: cancel them, shut the stack down, wait for each task.
+pub(crate) async fn stop_tasks(
+    cancel: &tokio_util::sync::CancellationToken,
+    stack: &stack::Stack,
+    tasks: &parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+) {
+    cancel.cancel();
+    stack.shutdown().await;
+    let tasks = std::mem::take(&mut *tasks.lock());
+    for task in tasks {
+        let _ = task.await;
+    }
+}

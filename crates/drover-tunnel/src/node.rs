@@ -259,12 +259,7 @@ impl NodeLink {
 
     /// Stops the link's tasks and resets its connections.
     pub async fn shutdown(&self) {
-        self.core.cancel.cancel();
-        self.core.stack.shutdown().await;
-        let tasks = std::mem::take(&mut *self.core.tasks.lock());
-        for task in tasks {
-            let _ = task.await;
-        }
+        crate::stop_tasks(&self.core.cancel, &self.core.stack, &self.core.tasks).await;
     }
 }
 
