@@ -110,6 +110,9 @@ impl WireGuardOverGrpcService for GrpcCarrier {
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
+                        // Replacement first: the reader also stops on it and cancels `done`,
+                        // and the node must still be told why its stream ended.
+                        biased;
                         () = replaced.cancelled() => {
                             let _ = responses.send(Err(Status::aborted("peer replaced"))).await;
                             return;
