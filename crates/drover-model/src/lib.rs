@@ -3,14 +3,25 @@
 //! The same structs are returned by the service layer, serialized by REST, mapped to gRPC
 //! messages and deserialized by the CLI, so every shell shows the same fields.
 
+mod clusters;
 mod ids;
+pub mod labels;
 mod resources;
+pub mod versions;
 
+pub use clusters::{
+    CONTROL_PLANE_SET, ClassSize, Cluster, ClusterMachinePhase, ClusterMachineSpec,
+    ClusterMachineStatus, ClusterPhase, ClusterSpec, ClusterStatus, ConfigPatch, MachineClass,
+    MachineClassAllocation, MachineClassSpec, MachineRole, MachineSetSpec, Strategy, StrategyKind,
+};
 pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId};
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,
 };
+
+pub use labels::{LabelSelector, SelectorError};
+pub use versions::{Version, VersionError};
 
 mod role;
 pub use role::{Role, UnknownRole};
