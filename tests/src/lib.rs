@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use drover_client::Client;
 use drover_emu::{CancellationToken, Fleet, FleetConfig, NodeBehaviour, RetryPolicy};
-use drover_model::{CreateJoinToken, CreatedJoinToken};
+use drover_model::{CreateJoinToken, CreatedJoinToken, Machine};
 use drover_siderolink::JoinUrl;
 use droverd::{DataPlaneConfig, Database, LogFormat, Server, Settings};
 
@@ -81,6 +81,11 @@ impl TestDrover {
 
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("running")
+    }
+
+    /// The settings this droverd was started with (listen addresses as configured, not bound).
+    pub fn settings(&self) -> Settings {
+        settings(self.data_dir.path(), &self.extra)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -171,6 +176,12 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         },
         log_format: LogFormat::Text,
         dataplane: extra.dataplane.clone().unwrap_or_else(test_dataplane),
+        master_key: None,
+        reconciler: drover_reconcile::ReconcilerConfig {
+            interval: Duration::from_millis(200),
+            lease: Duration::from_secs(30),
+        },
+        command: None,
     }
 }
 
@@ -194,6 +205,34 @@ pub fn fast_link() -> NodeBehaviour {
         endpoint_timeout: Duration::from_secs(20),
         boot_log_lines: 20,
     }
+}
+
+/// Waits (bounded) for the machines to satisfy `ok`, returning them.
+pub async fn machines_where(
+    drover: &TestDrover,
+    what: &str,
+    ok: impl Fn(&[Machine]) -> bool,
+) -> Vec<Machine> {
+    let client = drover.client();
+    eventually(what, Duration::from_secs(90), || {
+        let client = client.clone();
+        let ok = &ok;
+        async move {
+            let all = client.all_machines().await.ok()?;
+            ok(&all).then_some(all)
+        }
+    })
+    .await
+}
+
+pub fn spawn_fleet(mut fleet: Fleet, cancel: CancellationToken) -> tokio::task::JoinHandle<Fleet> {
+    tokio::spawn(async move {
+        fleet
+            .run(&fast_retry(None), &fast_link(), &cancel)
+            .await
+            .expect("the fleet runs");
+        fleet
+    })
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit` naming `what`.

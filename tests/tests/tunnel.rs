@@ -4,37 +4,8 @@
 
 use std::time::Duration;
 
-use drover_e2e::{Extra, TestDrover, eventually, fast_link, fast_retry};
+use drover_e2e::{Extra, TestDrover, eventually, machines_where, spawn_fleet};
 use drover_emu::{CancellationToken, Fleet};
-use drover_model::Machine;
-
-/// Waits (bounded) for the machines to satisfy `ok`, returning them.
-async fn machines_where(
-    drover: &TestDrover,
-    what: &str,
-    ok: impl Fn(&[Machine]) -> bool,
-) -> Vec<Machine> {
-    let client = drover.client();
-    eventually(what, Duration::from_secs(90), || {
-        let client = client.clone();
-        let ok = &ok;
-        async move {
-            let all = client.all_machines().await.ok()?;
-            ok(&all).then_some(all)
-        }
-    })
-    .await
-}
-
-fn spawn_fleet(mut fleet: Fleet, cancel: CancellationToken) -> tokio::task::JoinHandle<Fleet> {
-    tokio::spawn(async move {
-        fleet
-            .run(&fast_retry(None), &fast_link(), &cancel)
-            .await
-            .expect("the fleet runs");
-        fleet
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_machines_connect_report_and_log_then_disconnect_and_return() {

@@ -1,5 +1,6 @@
 //! `drover`, the command-line client of Drover.
 
+mod clusters;
 mod output;
 
 use anyhow::{Context, Result, bail};
@@ -54,6 +55,23 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         tail: u32,
     },
+    /// Inspect and manage clusters, and keep them in git as templates.
+    Cluster {
+        #[command(subcommand)]
+        action: clusters::ClusterCmd,
+    },
+    /// Manage machine classes (named label selectors).
+    #[command(name = "machineclass")]
+    MachineClass {
+        #[command(subcommand)]
+        action: clusters::MachineClassCmd,
+    },
+    /// Set a machine's user labels: `drover label ID zone=a rack=3` (`key-` removes one).
+    Label {
+        machine: String,
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
     /// Manage join tokens, which nodes present to join.
     #[command(name = "jointoken")]
     JoinToken {
@@ -72,6 +90,17 @@ enum Get {
     /// Show one machine.
     Machine {
         id: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// List clusters.
+    Clusters {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// List machine classes.
+    #[command(name = "machineclasses")]
+    MachineClasses {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
@@ -173,6 +202,52 @@ async fn run(cli: Cli) -> Result<()> {
             tail,
         } => logs(&client, &machine, follow, tail).await,
         Command::JoinToken { action } => join_token(&client, action).await,
+        Command::Get {
+            what: Get::Clusters { output },
+        } => {
+            let list = client.list_clusters().await?;
+            output::print(
+                output,
+                &list,
+                clusters::CLUSTER_HEADERS,
+                list.iter().map(clusters::cluster_row).collect(),
+            )
+        }
+        Command::Get {
+            what: Get::MachineClasses { output },
+        } => {
+            let list = client.list_machine_classes().await?;
+            output::print(
+                output,
+                &list,
+                clusters::CLASS_HEADERS,
+                list.iter().map(clusters::class_row).collect(),
+            )
+        }
+        Command::Cluster { action } => clusters::cluster(&client, action).await,
+        Command::MachineClass { action } => clusters::machine_class(&client, action).await,
+        Command::Label { machine, labels } => {
+            let mut current = client.get_machine(&machine).await?.labels;
+            current.retain(|k, _| !k.starts_with(drover_model::labels::automatic::PREFIX));
+            for label in labels {
+                match label.split_once('=') {
+                    Some((k, v)) => {
+                        current.insert(k.to_owned(), v.to_owned());
+                    }
+                    None => match label.strip_suffix('-') {
+                        Some(k) => {
+                            current.remove(k);
+                        }
+                        None => {
+                            bail!("{label:?}: write key=value to set a label, key- to remove it")
+                        }
+                    },
+                }
+            }
+            let m = client.set_machine_labels(&machine, &current).await?;
+            println!("machine {} labels: {:?}", m.id, m.labels);
+            Ok(())
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
 
 use drover_model::{
-    CreateJoinToken, CreatedJoinToken, JoinInstructions, JoinToken, LogPage, Machine, Page,
+    Cluster, ClusterChanges, ClusterSpec, CreateJoinToken, CreatedJoinToken, JoinInstructions,
+    JoinToken, LogPage, Machine, MachineClass, MachineClassSpec, MachineConfigView, Page,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -149,19 +150,8 @@ impl Client {
     }
 
     pub async fn delete_machine(&self, id: &str) -> Result<()> {
-        let resp = self
-            .request(Method::DELETE, &format!("api/v1/machines/{}", segment(id)))
-            .send()
+        self.send_empty(self.request(Method::DELETE, &format!("api/v1/machines/{}", segment(id))))
             .await
-            .map_err(|source| ClientError::Transport {
-                endpoint: self.base.to_string(),
-                source,
-            })?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        // An error: decoding the problem body turns it into the ClientError.
-        self.decode::<serde_json::Value>(resp).await.map(|_| ())
     }
 
     /// Kernel log lines after `after` (or the newest ones).
@@ -218,6 +208,130 @@ impl Client {
         self.send(
             self.request(Method::POST, "api/v1/join-instructions")
                 .json(&serde_json::json!({ "secret": secret })),
+        )
+        .await
+    }
+
+    /// DELETE (or any body-less call) answered with no content on success.
+    async fn send_empty(&self, req: RequestBuilder) -> Result<()> {
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            endpoint: self.base.to_string(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        self.decode::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
+    pub async fn list_clusters(&self) -> Result<Vec<Cluster>> {
+        let page: Page<Cluster> = self
+            .send(self.request(Method::GET, "api/v1/clusters"))
+            .await?;
+        Ok(page.items)
+    }
+
+    /// The cluster, or None when there is none of that name.
+    pub async fn find_cluster(&self, name: &str) -> Result<Option<Cluster>> {
+        match self
+            .send(self.request(Method::GET, &format!("api/v1/clusters/{}", segment(name))))
+            .await
+        {
+            Ok(c) => Ok(Some(c)),
+            Err(ClientError::Api { problem }) if problem.status == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn get_cluster(&self, name: &str) -> Result<Cluster> {
+        self.send(self.request(Method::GET, &format!("api/v1/clusters/{}", segment(name))))
+            .await
+    }
+
+    pub async fn create_cluster(&self, spec: &ClusterSpec) -> Result<Cluster> {
+        self.send(self.request(Method::POST, "api/v1/clusters").json(spec))
+            .await
+    }
+
+    pub async fn update_cluster(&self, spec: &ClusterSpec) -> Result<Cluster> {
+        self.send(
+            self.request(
+                Method::PUT,
+                &format!("api/v1/clusters/{}", segment(&spec.name)),
+            )
+            .json(spec),
+        )
+        .await
+    }
+
+    /// Creates the cluster or brings it to `spec`; with `dry_run`, only says what would change.
+    pub async fn sync_cluster(&self, spec: &ClusterSpec, dry_run: bool) -> Result<ClusterChanges> {
+        self.send(
+            self.request(
+                Method::POST,
+                &format!("api/v1/clusters/{}/sync", segment(&spec.name)),
+            )
+            .query(&[("dryRun", dry_run)])
+            .json(spec),
+        )
+        .await
+    }
+
+    pub async fn delete_cluster(&self, name: &str) -> Result<Cluster> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("api/v1/clusters/{}", segment(name)),
+        ))
+        .await
+    }
+
+    pub async fn machine_config(&self, cluster: &str, machine: &str) -> Result<MachineConfigView> {
+        self.send(self.request(
+            Method::GET,
+            &format!(
+                "api/v1/clusters/{}/machines/{}/config",
+                segment(cluster),
+                segment(machine)
+            ),
+        ))
+        .await
+    }
+
+    pub async fn list_machine_classes(&self) -> Result<Vec<MachineClass>> {
+        self.send(self.request(Method::GET, "api/v1/machineclasses"))
+            .await
+    }
+
+    pub async fn put_machine_class(&self, spec: &MachineClassSpec) -> Result<MachineClass> {
+        self.send(
+            self.request(
+                Method::PUT,
+                &format!("api/v1/machineclasses/{}", segment(&spec.name)),
+            )
+            .json(spec),
+        )
+        .await
+    }
+
+    pub async fn delete_machine_class(&self, name: &str) -> Result<()> {
+        self.send_empty(self.request(
+            Method::DELETE,
+            &format!("api/v1/machineclasses/{}", segment(name)),
+        ))
+        .await
+    }
+
+    pub async fn set_machine_labels(
+        &self,
+        id: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Machine> {
+        self.send(
+            self.request(
+                Method::PUT,
+                &format!("api/v1/machines/{}/labels", segment(id)),
+            )
+            .json(labels),
         )
         .await
     }

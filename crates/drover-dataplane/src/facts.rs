@@ -23,6 +23,16 @@ use crate::{DataPlaneConfig, LivenessTracker};
 pub struct MachineApi {
     hub: Hub,
     channels: Arc<Mutex<HashMap<Ipv6Addr, Channel>>>,
+    authenticated: Arc<Mutex<HashMap<(Ipv6Addr, String), Channel>>>,
+}
+
+/// What droverd presents to a configured node's apid: the cluster's OS CA (to verify the node)
+/// and a client certificate signed by it. `id` names this credential for channel caching.
+pub struct TalosCredentials {
+    pub id: String,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: secrecy::SecretString,
 }
 
 impl MachineApi {
@@ -30,6 +40,7 @@ impl MachineApi {
         Self {
             hub,
             channels: Arc::default(),
+            authenticated: Arc::default(),
         }
     }
 
@@ -54,8 +65,42 @@ impl MachineApi {
             .clone()
     }
 
+    /// A channel to the machine API of a configured node at `address`, with mutual TLS.
+    pub fn authenticated(
+        &self,
+        address: Ipv6Addr,
+        credentials: &TalosCredentials,
+    ) -> Result<Channel, drover_talos::client::ChannelError> {
+        use secrecy::ExposeSecret;
+        let key = (address, credentials.id.clone());
+        if let Some(channel) = self.authenticated.lock().expect("not poisoned").get(&key) {
+            return Ok(channel.clone());
+        }
+        let hub = self.hub.clone();
+        let target = SocketAddrV6::new(address, TALOS_API_PORT, 0, 0);
+        let channel = drover_talos::client::mtls_channel(
+            move || {
+                let hub = hub.clone();
+                async move { hub.connect(target).await }
+            },
+            &format!("[{address}]:{TALOS_API_PORT}"),
+            &credentials.ca_pem,
+            &credentials.cert_pem,
+            credentials.key_pem.expose_secret(),
+        )?;
+        self.authenticated
+            .lock()
+            .expect("not poisoned")
+            .insert(key, channel.clone());
+        Ok(channel)
+    }
+
     pub fn forget(&self, address: Ipv6Addr) {
         self.channels.lock().expect("not poisoned").remove(&address);
+        self.authenticated
+            .lock()
+            .expect("not poisoned")
+            .retain(|(a, _), _| *a != address);
     }
 
     /// Reads Version and Disks.
@@ -79,6 +124,8 @@ impl MachineApi {
                     system_disk: d.system_disk,
                 })
                 .collect(),
+            cores: drover_talos::client::cpu_cores(&channel).await.ok(),
+            memory_mib: drover_talos::client::memory_mib(&channel).await.ok(),
             collected_at: Utc::now(),
         })
     }

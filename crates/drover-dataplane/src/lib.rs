@@ -22,7 +22,7 @@ use drover_tunnel::Hub;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use facts::MachineApi;
+pub use facts::{MachineApi, TalosCredentials};
 pub use grpc_carrier::GrpcCarrier;
 pub use liveness::LivenessTracker;
 pub use peers::HubPeers;

@@ -5,7 +5,9 @@ use tokio_util::sync::CancellationToken;
 
 use drover_siderolink::JoinUrl;
 
+use crate::cluster::ClusterRegistry;
 use crate::link::{self, Link, Via};
+use crate::runtime::{Lifecycle, NodeHandle};
 use crate::{
     DEFAULT_SEED, DEFAULT_TALOS_VERSION, EmulatedMachine, MachineIdentity, NodeBehaviour,
     ProvisionError, RetryPolicy,
@@ -24,10 +26,16 @@ pub struct FleetConfig {
     pub talos_version: String,
     /// At most this many `Provision` calls in flight (0 is taken as 1).
     pub concurrency: usize,
+    /// How long installs and reboots take.
+    pub lifecycle: Lifecycle,
+    /// Where the machines' clusters live: give fleets the same registry (a clone) and their
+    /// machines form clusters together.
+    pub clusters: ClusterRegistry,
 }
 
 impl FleetConfig {
-    /// `machines` machines joining `api`, with the default seed, Talos version and concurrency.
+    /// `machines` machines joining `api`, with the default seed, Talos version, concurrency
+    /// and lifecycle timings, in a cluster registry of their own.
     pub fn new(api: JoinUrl, machines: usize) -> Self {
         Self {
             api,
@@ -35,6 +43,8 @@ impl FleetConfig {
             seed: DEFAULT_SEED.to_owned(),
             talos_version: DEFAULT_TALOS_VERSION.to_owned(),
             concurrency: DEFAULT_CONCURRENCY,
+            lifecycle: Lifecycle::default(),
+            clusters: ClusterRegistry::new(),
         }
     }
 }
@@ -51,9 +61,10 @@ impl Fleet {
     pub fn new(config: FleetConfig) -> Self {
         let machines = (0..config.machines)
             .map(|index| {
-                EmulatedMachine::new(
+                EmulatedMachine::in_clusters(
                     MachineIdentity::derive(&config.seed, index),
                     config.talos_version.clone(),
+                    config.clusters.clone(),
                 )
             })
             .collect();
@@ -67,6 +78,16 @@ impl Fleet {
     /// The machines, in index order.
     pub fn machines(&self) -> &[EmulatedMachine] {
         &self.machines
+    }
+
+    /// Handles to watch the machines while the fleet runs, in index order.
+    pub fn nodes(&self) -> Vec<NodeHandle> {
+        self.machines.iter().map(EmulatedMachine::handle).collect()
+    }
+
+    /// The registry of the machines' clusters (bootstrap calls, etcd members, nodes).
+    pub fn clusters(&self) -> &ClusterRegistry {
+        &self.config.clusters
     }
 
     /// Provisions every machine not yet provisioned in this boot, each retrying per `policy`;
@@ -118,7 +139,8 @@ impl Fleet {
     }
 
     /// Provisions every machine, then keeps each one's tunnel and services up (see
-    /// [`NodeBehaviour`]) until `cancel`. Returns the first provisioning error, or `Ok` once
+    /// [`NodeBehaviour`]), installing, resetting and rebooting as their machine APIs are told
+    /// (see [`FleetConfig::lifecycle`]), until `cancel`. Returns the first provisioning error, or `Ok` once
     /// cancelled; the fleet can run again afterwards (same keys, same addresses).
     pub async fn run(
         &mut self,
@@ -142,7 +164,9 @@ impl Fleet {
         let mut running: FuturesUnordered<_> = self
             .machines
             .iter_mut()
-            .map(|machine| machine.run_tunnel(link, policy, behaviour, cancel))
+            .map(|machine| {
+                machine.run_tunnel(link, policy, behaviour, &self.config.lifecycle, cancel)
+            })
             .collect();
         while running.next().await.is_some() {}
         Ok(())

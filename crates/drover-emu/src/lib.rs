@@ -14,29 +14,52 @@
 //! ```text
 //! drover-emu --api 'grpc://HOST:PORT?jointoken=TOKEN' --machines 100 [--seed drover-emu]
 //!            [--talos-version v1.13.8] [--concurrency 64]
+//!            [--install-duration 1s] [--reboot-duration 1s]
 //! ```
 //!
 //! A running machine ([`Fleet::run`]) brings up its WireGuard tunnel in userspace (UDP, or
-//! carried over gRPC with `grpc_tunnel=true`), serves a maintenance-mode Talos API on its tunnel
-//! address, publishes its boot events and streams kernel log lines, and follows Talos's
-//! reconnect rules ([`NodeBehaviour`]). Installs and upgrades come later.
+//! carried over gRPC with `grpc_tunnel=true`), publishes its boot events, streams kernel log
+//! lines, and follows Talos's reconnect rules ([`NodeBehaviour`]). On its tunnel address it
+//! serves the Talos machine API, and behaves like a node through cluster creation:
+//! - in maintenance mode (no configuration), `ApplyConfiguration` installs and reboots it into
+//!   the configuration ([`Lifecycle`] says how long that takes); a new boot has a new boot id
+//!   and a new WireGuard key, and provisions again;
+//! - running a configuration, apid requires mutual TLS with the cluster's OS CA and enforces
+//!   Talos's roles; `Bootstrap`, etcd membership and the Kubernetes nodes are shared by the
+//!   machines of a cluster through a [`ClusterRegistry`]; control planes serve a minimal
+//!   Kubernetes API on port 6443 ([`KUBERNETES_API_PORT`]) once etcd is bootstrapped;
+//! - `Reset` forgets the configuration and reboots it into maintenance mode.
+//!
+//! [`NodeHandle`]s ([`Fleet::nodes`]) show each machine's stage, boot id and configuration
+//! while the fleet runs.
 
+mod cluster;
+mod config;
 mod error;
+mod events;
 mod fleet;
 mod identity;
+mod kube;
 mod link;
 mod machine;
 mod node;
 mod retry;
+mod runtime;
+mod services;
 
+pub use cluster::ClusterRegistry;
+pub use config::{DEFAULT_KUBERNETES_VERSION, MachineType};
 pub use error::ProvisionError;
 pub use fleet::{DEFAULT_CONCURRENCY, Fleet, FleetConfig};
 pub use identity::{DEFAULT_SEED, MachineIdentity};
+pub use kube::KUBERNETES_API_PORT;
 pub use machine::{DEFAULT_TALOS_VERSION, EmulatedMachine, PROVISION_TIMEOUT, Provisioned};
 pub use node::{NodeBehaviour, facts_of};
 pub use retry::RetryPolicy;
+pub use runtime::{Lifecycle, NodeHandle, NodeStatus, RunningConfig};
 
 // What callers need to drive the API without naming the protocol crates themselves.
 pub use drover_siderolink::JoinUrl;
 pub use drover_siderolink::keys::{KeyPair, PublicKey};
+pub use drover_talos::events::Stage;
 pub use tokio_util::sync::CancellationToken;

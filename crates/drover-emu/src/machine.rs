@@ -1,4 +1,5 @@
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use drover_proto::sidero::link::provision_service_client::ProvisionServiceClient;
@@ -8,8 +9,10 @@ use drover_siderolink::endpoints;
 use drover_siderolink::keys::{KeyPair, PublicKey};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ClusterRegistry;
 use crate::error::chain;
 use crate::link::Link;
+use crate::runtime::{NodeHandle, NodeRuntime};
 use crate::{MachineIdentity, ProvisionError, RetryPolicy};
 
 /// The Talos version machines report when none is given.
@@ -96,22 +99,43 @@ impl Boot {
     }
 }
 
-/// One emulated Talos machine.
+/// One emulated Talos machine: its network side here (identity, this boot's WireGuard key and
+/// provisioning), its operating system in a shared runtime (configuration, boot, machine API
+/// behaviour; see [`NodeHandle`]).
 #[derive(Debug)]
 pub struct EmulatedMachine {
     identity: MachineIdentity,
     talos_version: String,
     boot: Boot,
+    pub(crate) runtime: Arc<NodeRuntime>,
 }
 
 impl EmulatedMachine {
-    /// A machine that has just booted (a fresh WireGuard key, not provisioned).
+    /// A machine that has just booted (a fresh WireGuard key, not provisioned, no
+    /// configuration), in a cluster registry of its own.
     pub fn new(identity: MachineIdentity, talos_version: impl Into<String>) -> Self {
+        Self::in_clusters(identity, talos_version, ClusterRegistry::new())
+    }
+
+    /// A machine that has just booted, forming clusters with the other machines of `clusters`.
+    pub fn in_clusters(
+        identity: MachineIdentity,
+        talos_version: impl Into<String>,
+        clusters: ClusterRegistry,
+    ) -> Self {
+        let talos_version = talos_version.into();
+        let facts = crate::node::facts(&identity, &talos_version);
         Self {
+            runtime: Arc::new(NodeRuntime::new(identity.uuid.clone(), facts, clusters)),
             identity,
-            talos_version: talos_version.into(),
+            talos_version,
             boot: Boot::new(),
         }
+    }
+
+    /// A handle to watch the machine (stage, boot id, configuration) while it runs.
+    pub fn handle(&self) -> NodeHandle {
+        self.runtime.handle()
     }
 
     pub fn identity(&self) -> &MachineIdentity {
@@ -132,9 +156,11 @@ impl EmulatedMachine {
         self.boot.keys.public()
     }
 
-    /// Boots again: a fresh WireGuard key, nothing provisioned; the identity stays.
+    /// Boots again: a new boot id, a fresh WireGuard key, nothing provisioned; the identity
+    /// and the installed configuration stay.
     pub fn reboot(&mut self) {
         self.boot = Boot::new();
+        self.runtime.new_boot();
     }
 
     /// Forgets what Provision gave this boot, so the machine provisions again (same key).
@@ -310,8 +336,10 @@ mod tests {
         let mut m = EmulatedMachine::new(MachineIdentity::derive("t", 0), DEFAULT_TALOS_VERSION);
         m.boot.provisioned = Some(Provisioned::from_response(response()).unwrap());
         let key = m.public_key();
+        let boot_id = m.handle().status().boot_id;
         m.reboot();
         assert_ne!(m.public_key(), key);
+        assert_ne!(m.handle().status().boot_id, boot_id);
         assert!(m.provisioned().is_none());
         assert_eq!(m.identity(), &MachineIdentity::derive("t", 0));
     }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use drover_emu::{
-    CancellationToken, DEFAULT_CONCURRENCY, DEFAULT_SEED, DEFAULT_TALOS_VERSION, Fleet,
-    FleetConfig, JoinUrl, NodeBehaviour, ProvisionError, RetryPolicy,
+    CancellationToken, ClusterRegistry, DEFAULT_CONCURRENCY, DEFAULT_SEED, DEFAULT_TALOS_VERSION,
+    Fleet, FleetConfig, JoinUrl, Lifecycle, NodeBehaviour, ProvisionError, RetryPolicy,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -40,6 +40,12 @@ struct Args {
     /// At most this many Provision calls in flight.
     #[arg(long, env = "DROVER_EMU_CONCURRENCY", default_value_t = NonZeroUsize::new(DEFAULT_CONCURRENCY).expect("not 0"))]
     concurrency: NonZeroUsize,
+    /// How long installing Talos takes after a configuration is applied in maintenance mode.
+    #[arg(long, env = "DROVER_EMU_INSTALL_DURATION", default_value = "1s")]
+    install_duration: humantime::Duration,
+    /// How long a machine is down when it reboots.
+    #[arg(long, env = "DROVER_EMU_REBOOT_DURATION", default_value = "1s")]
+    reboot_duration: humantime::Duration,
 }
 
 #[tokio::main]
@@ -76,6 +82,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         talos_version: args.talos_version,
         concurrency: args.concurrency.get(),
+        lifecycle: Lifecycle {
+            install: args.install_duration.into(),
+            reboot: args.reboot_duration.into(),
+        },
+        clusters: ClusterRegistry::new(),
     });
     tracing::info!(machines = total, %server, "joining");
     let started = Instant::now();

@@ -1,7 +1,8 @@
 //! A provisioned machine at work: its WireGuard tunnel to the control plane (UDP, or carried
-//! over gRPC), a maintenance-mode Talos API on its tunnel address, events to the sink and kernel
-//! log lines to the receiver, and Talos's reconnect rules (next endpoint when the handshake is
-//! stale, Provision again when the endpoints run out).
+//! over gRPC), its services on the tunnel address (see [`crate::services`]), events to the sink
+//! and kernel log lines to the receiver, Talos's reconnect rules (next endpoint when the
+//! handshake is stale, Provision again when the endpoints run out), and reboots (installs,
+//! resets) with a new key and a new boot.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::pin::Pin;
@@ -12,10 +13,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use drover_proto::sidero::link::PeerPacket;
 use drover_proto::sidero::link::wire_guard_over_grpc_service_client::WireGuardOverGrpcServiceClient;
-use drover_proto::talos::events::event_sink_service_client::EventSinkServiceClient;
-use drover_siderolink::{EVENT_SINK_PORT, KERNEL_LOG_PORT, TALOS_API_PORT};
-use drover_talos::apid::{DiskFact, MachineFacts, MaintenanceApid};
-use drover_talos::events::{SequenceAction, Stage};
+use drover_siderolink::{EVENT_SINK_PORT, KERNEL_LOG_PORT};
+use drover_talos::apid::{DiskFact, Machine, MachineFacts};
 use drover_talos::kmsg::KmsgRecord;
 use drover_tunnel::{NodeConfig, NodeEndpoint, NodeLink, TunnelStream};
 use futures::StreamExt;
@@ -27,10 +26,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::link::Link;
-use crate::{EmulatedMachine, Provisioned, RetryPolicy};
+use crate::runtime::Lifecycle;
+use crate::{EmulatedMachine, MachineIdentity, Provisioned, RetryPolicy};
 
 /// Header naming the virtual peer address of a WireGuard-over-gRPC stream.
 const PEER_ADDRESS_HEADER: &str = "x-siderolink-ipv6-addr";
+
+/// How long a tunnel's services may take to finish the calls in flight when it closes.
+const SERVICES_DRAIN: Duration = Duration::from_secs(5);
 
 /// Timings of a running node. The defaults are Talos's; tests shorten them.
 #[derive(Debug, Clone)]
@@ -66,12 +69,19 @@ enum Carrier {
 
 /// What a running machine reports about itself through its Talos API.
 pub fn facts_of(machine: &EmulatedMachine) -> MachineFacts {
-    let uuid = &machine.identity().uuid;
+    machine.runtime.facts()
+}
+
+/// The facts of the machine `identity` running Talos `talos_version`.
+pub(crate) fn facts(identity: &MachineIdentity, talos_version: &str) -> MachineFacts {
+    let uuid = &identity.uuid;
     MachineFacts {
         hostname: format!("talos-{}", &uuid[..8]),
-        talos_version: machine.talos_version().to_owned(),
+        talos_version: talos_version.to_owned(),
         arch: "amd64".into(),
         platform: "metal".into(),
+        cores: 4,
+        memory_mib: 8192,
         disks: vec![DiskFact {
             device_name: "/dev/sda".into(),
             size: 128_000_000_000,
@@ -83,26 +93,37 @@ pub fn facts_of(machine: &EmulatedMachine) -> MachineFacts {
     }
 }
 
+/// How a tunnel ended.
+struct LinkEnd {
+    /// The boot log was delivered.
+    logs_sent: bool,
+    /// The machine reboots (an install or reset finished).
+    reboot: bool,
+}
+
 impl EmulatedMachine {
     /// Keeps the provisioned machine's tunnel up and its services running until `cancel`,
-    /// moving to the next endpoint when the handshake goes stale and provisioning again when
-    /// the endpoints run out. `provision` is how it provisions again.
+    /// moving to the next endpoint when the handshake goes stale, provisioning again when the
+    /// endpoints run out, and rebooting when its machine API asked for it. `provision` is how
+    /// it provisions again.
     pub(crate) async fn run_tunnel(
         &mut self,
         link: &Link<'_>,
         policy: &RetryPolicy,
         behaviour: &NodeBehaviour,
+        lifecycle: &Lifecycle,
         cancel: &CancellationToken,
     ) {
         let grpc = link.channel().await.ok();
         let mut logs_sent = false;
-        loop {
+        'boot: while !cancel.is_cancelled() {
             let Some(p) = self.provisioned().cloned() else {
                 if self.provision_via(link, policy, cancel).await.is_err() {
-                    return;
+                    break;
                 }
                 continue;
             };
+            self.runtime.set_address(p.node_address);
             let carriers: Vec<Carrier> = match &p.grpc_peer_addr_port {
                 Some(peer) => vec![Carrier::Grpc(peer.clone())],
                 None => p
@@ -114,50 +135,61 @@ impl EmulatedMachine {
             };
             for carrier in carriers {
                 if cancel.is_cancelled() {
-                    return;
+                    break 'boot;
                 }
                 let boot_lines = if logs_sent {
                     0
                 } else {
                     behaviour.boot_log_lines
                 };
-                match self
-                    .connect_once(
-                        &p,
-                        carrier.clone(),
-                        grpc.clone(),
-                        behaviour,
-                        boot_lines,
-                        cancel,
-                    )
-                    .await
-                {
-                    Ok(sent) => logs_sent |= sent,
+                let tunnel = self.connect_once(
+                    &p,
+                    carrier.clone(),
+                    grpc.clone(),
+                    behaviour,
+                    lifecycle,
+                    boot_lines,
+                    cancel,
+                );
+                match tunnel.await {
+                    Ok(end) if end.reboot => {
+                        tracing::info!(uuid = %self.identity().uuid, "rebooting");
+                        self.reboot();
+                        logs_sent = false;
+                        tokio::select! {
+                            () = cancel.cancelled() => break 'boot,
+                            () = tokio::time::sleep(lifecycle.reboot) => continue 'boot,
+                        }
+                    }
+                    Ok(end) => logs_sent |= end.logs_sent,
                     Err(err) => {
                         tracing::warn!(uuid = %self.identity().uuid, ?carrier, error = %err, "tunnel failed")
                     }
                 }
-                if cancel.is_cancelled() {
-                    return;
-                }
+            }
+            if cancel.is_cancelled() {
+                break;
             }
             // Out of endpoints: Talos calls Provision again (same boot, same key).
             tracing::info!(uuid = %self.identity().uuid, "no endpoint answered; provisioning again");
             self.forget_provisioned();
         }
+        self.runtime.power_off();
     }
 
-    /// One tunnel over one carrier, until its handshake goes stale or `cancel`. Returns whether
-    /// the boot log was sent.
+    /// One tunnel over one carrier, until its handshake goes stale, `cancel`, or an action
+    /// requested through the machine API that ends in a reboot.
+    #[allow(clippy::too_many_arguments)]
     async fn connect_once(
         &self,
         p: &Provisioned,
         carrier: Carrier,
         grpc: Option<Channel>,
         behaviour: &NodeBehaviour,
+        lifecycle: &Lifecycle,
         boot_lines: usize,
         cancel: &CancellationToken,
-    ) -> std::io::Result<bool> {
+    ) -> std::io::Result<LinkEnd> {
         let stop = cancel.child_token();
         let endpoint = match &carrier {
             Carrier::Udp(addr) => NodeEndpoint::Udp(*addr),
@@ -181,20 +213,14 @@ impl EmulatedMachine {
         );
         let started = SystemTime::now();
 
-        let apid = MaintenanceApid::new(facts_of(self)).map_err(std::io::Error::other)?;
-        let listener = link.listen(TALOS_API_PORT).await?;
-        let apid_stop = stop.clone();
-        tokio::spawn(async move {
-            if let Err(err) = apid
-                .serve(listener.into_incoming(), apid_stop.cancelled_owned())
-                .await
-            {
-                tracing::warn!(error = %err, "emulated apid stopped");
-            }
-        });
-        tokio::spawn(publish_boot_events(
+        let services = tokio::spawn(crate::services::run(
+            self.runtime.clone(),
             link.clone(),
-            p.server_address,
+            stop.clone(),
+        ));
+        tokio::spawn(crate::events::publish(
+            self.runtime.events(),
+            tunnel_channel(link.clone(), p.server_address, EVENT_SINK_PORT),
             stop.clone(),
         ));
         let logs = tokio::spawn(send_kernel_log(
@@ -207,9 +233,18 @@ impl EmulatedMachine {
 
         let mut check = tokio::time::interval(behaviour.handshake_check);
         check.tick().await;
+        let mut reboot = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
+                () = self.runtime.action_requested() => {
+                    if let Some(action) = self.runtime.take_action() {
+                        self.runtime.perform(action, lifecycle).await;
+                        reboot = true;
+                        break;
+                    }
+                    continue;
+                }
                 _ = check.tick() => {}
             }
             let last = link.last_handshake().unwrap_or(started);
@@ -221,8 +256,13 @@ impl EmulatedMachine {
             }
         }
         stop.cancel();
+        // In-flight machine API calls finish (and their replies leave) before the tunnel goes.
+        let _ = tokio::time::timeout(SERVICES_DRAIN, services).await;
         link.shutdown().await;
-        Ok(logs.await.unwrap_or(false))
+        Ok(LinkEnd {
+            logs_sent: logs.await.unwrap_or(false),
+            reboot,
+        })
     }
 }
 
@@ -306,39 +346,6 @@ fn tunnel_channel(link: Arc<NodeLink>, server: Ipv6Addr, port: u16) -> Channel {
         })
 }
 
-/// The events a node in maintenance mode sends after boot, in order, retried until the sink
-/// takes each one (the tunnel may still be coming up).
-async fn publish_boot_events(link: Arc<NodeLink>, server: Ipv6Addr, stop: CancellationToken) {
-    let mut client = EventSinkServiceClient::new(tunnel_channel(link, server, EVENT_SINK_PORT));
-    let events = [
-        drover_talos::events::encode_sequence("boot", SequenceAction::Start, None),
-        drover_talos::events::encode_machine_status(Stage::Maintenance, true, &[]),
-        drover_talos::events::encode_sequence("boot", SequenceAction::Stop, None),
-    ];
-    for (n, data) in events.into_iter().enumerate() {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let request = drover_proto::talos::events::EventRequest {
-                data: Some(data.clone()),
-                id: format!("emu-{n}"),
-                actor_id: String::new(),
-            };
-            let sent = tokio::select! {
-                () = stop.cancelled() => return,
-                sent = client.publish(request) => sent,
-            };
-            if sent.is_ok() {
-                break;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
-    }
-}
-
 /// Streams `lines` boot log lines to the kernel log receiver, then keeps the connection open.
 /// Returns whether the lines were delivered.
 async fn send_kernel_log(
@@ -389,7 +396,7 @@ fn boot_line(seq: usize, uuid: &str) -> String {
     match seq {
         0 => "Linux version 6.12.0-talos (emulated by drover-emu)".to_owned(),
         1 => format!("DMI: Drover Emulated Machine, UUID {uuid}"),
-        2 => "[talos] entering maintenance mode".to_owned(),
+        2 => "[talos] boot sequence started".to_owned(),
         n => format!("[talos] emulated boot message {n}"),
     }
 }

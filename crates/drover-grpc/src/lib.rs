@@ -7,6 +7,7 @@
 //!
 //! [`status`] is the one place where service errors become gRPC statuses.
 
+mod clusters;
 mod management;
 mod provision;
 

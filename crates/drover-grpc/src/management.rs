@@ -17,7 +17,11 @@ pub fn management_routes(drover: Drover) -> Routes {
         .add_service(MachineServiceServer::new(Management {
             drover: drover.clone(),
         }))
-        .add_service(JoinTokenServiceServer::new(Management { drover }))
+        .add_service(JoinTokenServiceServer::new(Management {
+            drover: drover.clone(),
+        }))
+        .add_service(crate::clusters::cluster_service(drover.clone()))
+        .add_service(crate::clusters::machine_class_service(drover))
 }
 
 pub struct Management {
@@ -25,7 +29,15 @@ pub struct Management {
 }
 
 impl Management {
-    async fn context<T>(&self, request: &Request<T>) -> Result<RequestContext, Status> {
+    pub(crate) fn new(drover: Drover) -> Self {
+        Self { drover }
+    }
+
+    pub(crate) fn drover(&self) -> &Drover {
+        &self.drover
+    }
+
+    pub(crate) async fn context<T>(&self, request: &Request<T>) -> Result<RequestContext, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -88,6 +100,39 @@ impl MachineService for Management {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteMachineResponse {}))
+    }
+
+    async fn set_machine_labels(
+        &self,
+        request: Request<pb::SetMachineLabelsRequest>,
+    ) -> Result<Response<pb::Machine>, Status> {
+        let ctx = self.context(&request).await?;
+        let req = request.into_inner();
+        let m = self
+            .drover
+            .set_machine_labels(&ctx, &req.id, req.labels.into_iter().collect())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(machine(m)))
+    }
+
+    async fn set_machine_patches(
+        &self,
+        request: Request<pb::SetMachinePatchesRequest>,
+    ) -> Result<Response<pb::Machine>, Status> {
+        let ctx = self.context(&request).await?;
+        let req = request.into_inner();
+        let patches = req
+            .patches
+            .into_iter()
+            .map(crate::clusters::patch_from)
+            .collect();
+        let m = self
+            .drover
+            .set_machine_patches(&ctx, &req.id, patches)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(machine(m)))
     }
 
     async fn get_machine_logs(
@@ -239,7 +284,16 @@ fn machine(m: model::Machine) -> pb::Machine {
                 })
                 .collect(),
             collected_at: Some(timestamp(f.collected_at)),
+            cores: f.cores,
+            memory_mib: f.memory_mib,
         }),
+        labels: m.labels.into_iter().collect(),
+        cluster: m.cluster.unwrap_or_default(),
+        patches: m
+            .patches
+            .into_iter()
+            .map(crate::clusters::patch_to)
+            .collect(),
     }
 }
 

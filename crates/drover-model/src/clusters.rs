@@ -330,6 +330,29 @@ pub struct MachineClassSpec {
     pub selectors: Vec<String>,
 }
 
+/// What `apply_cluster` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterChanges {
+    /// One line per change; empty when the cluster already matches.
+    pub changes: Vec<String>,
+    pub created: bool,
+    pub dry_run: bool,
+}
+
+/// The config Drover renders for a machine (secrets redacted), and how it differs from the one
+/// the machine was last given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineConfigView {
+    pub machine: MachineId,
+    pub cluster: String,
+    pub redacted: String,
+    /// Unified diff from the applied config to this one; empty when up to date.
+    pub diff: String,
+    pub up_to_date: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,10 +191,10 @@ fn parse_term(term: &str) -> Result<Term, String> {
             Ok(k.to_owned())
         }
     };
-    if let Some(rest) = term.strip_prefix('!') {
-        if !rest.contains(['=', '<', '>', ' ']) {
-            return Ok(Term::Absent(key(rest)?));
-        }
+    if let Some(rest) = term.strip_prefix('!')
+        && !rest.contains(['=', '<', '>', ' '])
+    {
+        return Ok(Term::Absent(key(rest)?));
     }
     for (word, negated) in [(" notin ", true), (" in ", false)] {
         if let Some((k, list)) = term.split_once(word) {

@@ -10,9 +10,10 @@ mod resources;
 pub mod versions;
 
 pub use clusters::{
-    CONTROL_PLANE_SET, ClassSize, Cluster, ClusterMachinePhase, ClusterMachineSpec,
+    CONTROL_PLANE_SET, ClassSize, Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineSpec,
     ClusterMachineStatus, ClusterPhase, ClusterSpec, ClusterStatus, ConfigPatch, MachineClass,
-    MachineClassAllocation, MachineClassSpec, MachineRole, MachineSetSpec, Strategy, StrategyKind,
+    MachineClassAllocation, MachineClassSpec, MachineConfigView, MachineRole, MachineSetSpec,
+    Strategy, StrategyKind,
 };
 pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId};
 pub use resources::{

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,6 +38,15 @@ pub struct Machine {
     pub last_error: Option<String>,
     /// Facts read through the machine's API after it connected.
     pub facts: Option<MachineFacts>,
+    /// User labels and Drover's automatic `drover.dev/*` labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Machine-scope config patches (the lowest precedence).
+    #[serde(default)]
+    pub patches: Vec<crate::ConfigPatch>,
+    /// The cluster the machine belongs to.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// A condition that keeps a node from being ready.
@@ -58,6 +69,12 @@ pub struct MachineFacts {
     pub platform: String,
     pub platform_mode: String,
     pub disks: Vec<Disk>,
+    /// Logical CPUs, when the node reported them.
+    #[serde(default)]
+    pub cores: Option<u32>,
+    /// Total memory in MiB, when the node reported it.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
     pub collected_at: DateTime<Utc>,
 }
 

@@ -1,5 +1,6 @@
-//! The secrets bundle of one Talos cluster (generated once, when the cluster is created), and
-//! client certificates for the Talos machine API.
+//! The secrets bundle of one Talos cluster (generated once, when the cluster is created),
+//! client certificates for the Talos machine API and the Kubernetes API, and TLS server
+//! certificates signed by a cluster CA.
 //!
 //! What is generated follows Talos' own `secrets.Bundle`:
 //! - cluster id, cluster secret and secretbox secret: 32 random bytes each, standard base64;
@@ -18,6 +19,7 @@
 //! Certificates are `CERTIFICATE` PEM. In the machine configuration, both are base64 of the PEM.
 //! Private keys and shared secrets are [`SecretString`]s, so `Debug` never shows them.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -27,7 +29,7 @@ use rand::rngs::OsRng;
 use rand::{Rng as _, RngCore as _};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, SerialNumber,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, SanType, SerialNumber,
     SignatureAlgorithm,
 };
 use secrecy::{ExposeSecret as _, SecretString};
@@ -202,6 +204,172 @@ pub fn talos_client_cert_at(
     let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
     Ok(CertAndKey {
         cert_pem: cert.pem(),
+        key_pem: encode_private_key(&key)?,
+    })
+}
+
+/// A new OS (Talos API) CA, exactly as [`SecretsBundle::generate`] makes `machine.ca`: Ed25519,
+/// CN `talos`, O = `cluster_name`, valid from `now` for [`CA_VALIDITY`]. For callers (and tests)
+/// that need only this CA, without the cost of a whole bundle.
+pub fn generate_os_ca(cluster_name: &str, now: DateTime<Utc>) -> Result<CertAndKey, PkiError> {
+    validate_cluster_name(cluster_name)?;
+    generate_ca(&PKCS_ED25519, "talos", cluster_name, now)
+}
+
+/// A new Kubernetes CA, exactly as [`SecretsBundle::generate`] makes `cluster.ca`: ECDSA P-256,
+/// CN `kubernetes`, O = `cluster_name`, valid from `now` for [`CA_VALIDITY`].
+pub fn generate_kubernetes_ca(
+    cluster_name: &str,
+    now: DateTime<Utc>,
+) -> Result<CertAndKey, PkiError> {
+    validate_cluster_name(cluster_name)?;
+    generate_ca(&PKCS_ECDSA_P256_SHA256, "kubernetes", cluster_name, now)
+}
+
+/// A client certificate for the Kubernetes API, signed by the cluster's Kubernetes CA, valid from
+/// now (minus [`CLIENT_CERT_BACKDATE`]) for `valid_for`. See [`kubernetes_client_cert_at`].
+pub fn kubernetes_client_cert(
+    kubernetes_ca: &CertAndKey,
+    common_name: &str,
+    organizations: &[&str],
+    valid_for: Duration,
+) -> Result<CertAndKey, PkiError> {
+    kubernetes_client_cert_at(
+        kubernetes_ca,
+        common_name,
+        organizations,
+        valid_for,
+        Utc::now(),
+    )
+}
+
+/// A client certificate for the Kubernetes API signed by the Kubernetes CA: the Kubernetes API
+/// server authenticates it as user = Subject CN (`common_name`) in groups = Subject
+/// Organizations (`organizations`, e.g. `["system:masters"]`; may be empty). Key type is the
+/// CA's (ECDSA P-256 for a Drover cluster), ExtKeyUsage exactly ClientAuth, KeyUsage
+/// digitalSignature, not a CA, valid from `now - CLIENT_CERT_BACKDATE` to `now + valid_for`.
+pub fn kubernetes_client_cert_at(
+    kubernetes_ca: &CertAndKey,
+    common_name: &str,
+    organizations: &[&str],
+    valid_for: Duration,
+    now: DateTime<Utc>,
+) -> Result<CertAndKey, PkiError> {
+    if organizations.iter().any(|o| o.trim().is_empty()) {
+        return Err(PkiError::InvalidArgument("an organization is empty".into()));
+    }
+    issue_leaf(
+        kubernetes_ca,
+        &Leaf {
+            common_name,
+            organizations,
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
+            dns_names: &[],
+            ip_addresses: &[],
+            valid_for,
+            now,
+        },
+    )
+}
+
+/// A TLS server certificate signed by `ca` (e.g. a node's apid certificate signed by the OS CA,
+/// or a Kubernetes API server certificate signed by the Kubernetes CA): key type is the CA's,
+/// Subject CN = `common_name`, subject alternative names = `dns_names` and `ip_addresses`,
+/// ExtKeyUsage exactly ServerAuth, KeyUsage digitalSignature, not a CA, valid from now minus
+/// [`CLIENT_CERT_BACKDATE`] for `valid_for`.
+pub fn server_cert(
+    ca: &CertAndKey,
+    common_name: &str,
+    dns_names: &[&str],
+    ip_addresses: &[IpAddr],
+    valid_for: Duration,
+) -> Result<CertAndKey, PkiError> {
+    if dns_names.is_empty() && ip_addresses.is_empty() {
+        return Err(PkiError::InvalidArgument(
+            "a server certificate needs a DNS name or an IP address".into(),
+        ));
+    }
+    issue_leaf(
+        ca,
+        &Leaf {
+            common_name,
+            organizations: &[],
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+            dns_names,
+            ip_addresses,
+            valid_for,
+            now: Utc::now(),
+        },
+    )
+}
+
+/// What [`issue_leaf`] puts in a certificate.
+struct Leaf<'a> {
+    common_name: &'a str,
+    organizations: &'a [&'a str],
+    usage: ExtendedKeyUsagePurpose,
+    dns_names: &'a [&'a str],
+    ip_addresses: &'a [IpAddr],
+    valid_for: Duration,
+    now: DateTime<Utc>,
+}
+
+/// Signs a new end-entity certificate (with a new key of the CA's type) by `ca`.
+fn issue_leaf(ca: &CertAndKey, leaf: &Leaf<'_>) -> Result<CertAndKey, PkiError> {
+    if leaf.common_name.trim().is_empty() {
+        return Err(PkiError::InvalidArgument("common name is empty".into()));
+    }
+    if leaf.valid_for.is_zero() {
+        return Err(PkiError::InvalidArgument("validity is zero".into()));
+    }
+    let ca_key = load_key_pair(ca.key_pem.expose_secret())?;
+    check_cert_matches_key(&ca.cert_pem, &ca_key)?;
+    let ca_cert = CertificateParams::from_ca_cert_pem(&ca.cert_pem)?.self_signed(&ca_key)?;
+
+    let now = to_offset(leaf.now)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    // rcgen holds one Organization; several are written by `subject` below.
+    if let [organization] = leaf.organizations {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, *organization);
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, leaf.common_name);
+    for name in leaf.dns_names {
+        let name = rcgen::Ia5String::try_from(*name)
+            .map_err(|e| PkiError::InvalidArgument(format!("DNS name {name:?}: {e}")))?;
+        params.subject_alt_names.push(SanType::DnsName(name));
+    }
+    params
+        .subject_alt_names
+        .extend(leaf.ip_addresses.iter().map(|ip| SanType::IpAddress(*ip)));
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![leaf.usage.clone()];
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(random_serial());
+    params.not_before = now - to_time_duration(CLIENT_CERT_BACKDATE)?;
+    params.not_after = now
+        .checked_add(to_time_duration(leaf.valid_for)?)
+        .ok_or(PkiError::TimeOutOfRange)?;
+
+    let key = KeyPair::generate_for(ca_key.algorithm())?;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    let cert_pem = if leaf.organizations.len() > 1 {
+        let name = subject::name(leaf.organizations, leaf.common_name);
+        let der = subject::with_subject(cert.der(), &name, ca.key_pem.expose_secret())?;
+        pem::encode_config(
+            &pem::Pem::new(PEM_CERTIFICATE, der),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
+    } else {
+        cert.pem()
+    };
+    Ok(CertAndKey {
+        cert_pem,
         key_pem: encode_private_key(&key)?,
     })
 }
@@ -419,6 +587,8 @@ fn p256_sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>, PkiError> {
     out.extend_from_slice(sec1);
     Ok(out)
 }
+
+mod subject;
 
 #[cfg(test)]
 mod tests;

@@ -408,3 +408,140 @@ fn debug_shows_no_secrets() {
     // Certificates and the cluster id are public and may show.
     assert!(format!("{b:?}").contains(&b.cluster_id));
 }
+
+#[test]
+fn standalone_cas_match_the_bundle_ones() {
+    check_ca(&generate_os_ca(CLUSTER, now()).unwrap(), "talos", true);
+    check_ca(
+        &generate_kubernetes_ca(CLUSTER, now()).unwrap(),
+        "kubernetes",
+        false,
+    );
+    assert!(matches!(
+        generate_os_ca(" ", now()),
+        Err(PkiError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn kubernetes_client_cert_has_user_groups_and_client_auth_only() {
+    let ca = cheap_bundle().kubernetes_ca;
+    let issued_at = Utc::now();
+    let client = kubernetes_client_cert_at(
+        &ca,
+        "drover",
+        &["system:masters", "drover:admins"],
+        Duration::from_secs(3600),
+        issued_at,
+    )
+    .unwrap();
+    let ca_der = der_of(&ca.cert_pem, PEM_CERTIFICATE);
+    let der = der_of(&client.cert_pem, PEM_CERTIFICATE);
+    let cert = parse(&der);
+    cert.verify_signature(Some(parse(&ca_der).public_key()))
+        .expect("signed by the Kubernetes CA");
+    // P-256, like the CA.
+    assert_eq!(
+        cert.public_key().algorithm.algorithm,
+        OID_KEY_TYPE_EC_PUBLIC_KEY
+    );
+    der_of(client.key_pem.expose_secret(), PEM_EC_PRIVATE_KEY);
+    let key = load_key_pair(client.key_pem.expose_secret()).unwrap();
+    assert_eq!(
+        key.public_key_raw(),
+        cert.public_key().subject_public_key.data.as_ref()
+    );
+    assert_eq!(single_attr(cert.subject(), "CN"), "drover");
+    let groups: Vec<_> = cert
+        .subject()
+        .iter_organization()
+        .map(|o| o.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(groups, ["system:masters", "drover:admins"]);
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && !eku.server_auth && eku.other.is_empty());
+    assert!(!cert.is_ca());
+    assert_eq!(
+        cert.validity().not_after.timestamp(),
+        issued_at.timestamp() + 3600
+    );
+
+    // No groups is fine; an empty group or name is not.
+    let d = Duration::from_secs(60);
+    let alone = kubernetes_client_cert(&ca, "alice", &[], d).unwrap();
+    let der = der_of(&alone.cert_pem, PEM_CERTIFICATE);
+    assert_eq!(parse(&der).subject().iter_organization().count(), 0);
+    assert!(matches!(
+        kubernetes_client_cert(&ca, "alice", &[""], d),
+        Err(PkiError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        kubernetes_client_cert(&ca, " ", &[], d),
+        Err(PkiError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn server_cert_has_the_names_and_server_auth_only() {
+    use x509_parser::extensions::GeneralName;
+
+    let b = cheap_bundle();
+    let ip: IpAddr = "fdae:41e4:649b:9303::5".parse().unwrap();
+    let server = server_cert(
+        &b.os_ca,
+        "talos-1",
+        &["talos-1", "localhost"],
+        &[ip],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let ca_der = der_of(&b.os_ca.cert_pem, PEM_CERTIFICATE);
+    let der = der_of(&server.cert_pem, PEM_CERTIFICATE);
+    let cert = parse(&der);
+    cert.verify_signature(Some(parse(&ca_der).public_key()))
+        .expect("signed by the OS CA");
+    // Ed25519, like the OS CA.
+    assert_eq!(cert.public_key().algorithm.algorithm, OID_SIG_ED25519);
+    der_of(server.key_pem.expose_secret(), PEM_ED25519_PRIVATE_KEY);
+    let sans = cert.subject_alternative_name().unwrap().unwrap().value;
+    let names: Vec<String> = sans
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => d.to_string(),
+            GeneralName::IPAddress(bytes) => {
+                let octets: [u8; 16] = (*bytes).try_into().unwrap();
+                IpAddr::from(octets).to_string()
+            }
+            other => panic!("unexpected SAN {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["talos-1", "localhost", "fdae:41e4:649b:9303::5"]);
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.server_auth && !eku.client_auth && eku.other.is_empty());
+    assert!(!cert.is_ca());
+
+    // The Kubernetes CA signs P-256 server certificates.
+    let kube = server_cert(
+        &b.kubernetes_ca,
+        "kube-apiserver",
+        &["kubernetes"],
+        &[],
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let der = der_of(&kube.cert_pem, PEM_CERTIFICATE);
+    assert_eq!(
+        parse(&der).public_key().algorithm.algorithm,
+        OID_KEY_TYPE_EC_PUBLIC_KEY
+    );
+
+    assert!(matches!(
+        server_cert(&b.os_ca, "x", &[], &[], Duration::from_secs(60)),
+        Err(PkiError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        server_cert(&b.os_ca, "x", &["bad näme"], &[], Duration::from_secs(60)),
+        Err(PkiError::InvalidArgument(_))
+    ));
+}

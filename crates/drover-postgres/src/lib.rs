@@ -272,6 +272,13 @@ impl PrivatePostgres {
 
     /// The sqlx connection URL:
     /// `postgres://drover@localhost:5432/drover?host=<socket dir>&sslmode=disable`.
+    /// The URL a private PostgreSQL in `dir` (the directory given to
+    /// [`PrivatePostgresOptions::new`]) answers on while it runs, e.g. to reach the one a
+    /// running server owns.
+    pub fn url_for(dir: &Path) -> Result<String, PostgresError> {
+        database_url(dir)
+    }
+
     pub fn database_url(&self) -> &str {
         &self.database_url
     }

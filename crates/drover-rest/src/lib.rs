@@ -4,6 +4,7 @@
 //! (`application/problem+json`), produced in one place: [`problem::Problem`].
 
 mod auth;
+mod clusters;
 mod jointokens;
 mod machines;
 pub mod problem;
@@ -23,6 +24,8 @@ use utoipa_axum::router::OpenApiRouter;
     tags(
         (name = "machines", description = "The machine inventory"),
         (name = "jointokens", description = "Tokens nodes present to join"),
+        (name = "clusters", description = "Talos clusters: desired state and status"),
+        (name = "machineclasses", description = "Named label selectors over machines"),
     )
 )]
 struct ApiDoc;
@@ -42,6 +45,7 @@ impl Modify for BearerAuth {
 fn api() -> OpenApiRouter<Drover> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(machines::routes())
+        .merge(clusters::routes())
         .merge(jointokens::routes())
 }
 

@@ -177,7 +177,7 @@ fn to_model(row: JoinTokenRow) -> JoinToken {
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name

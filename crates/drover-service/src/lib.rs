@@ -6,6 +6,7 @@
 
 mod auth;
 mod bootstrap;
+mod clusters;
 mod context;
 mod dataplane;
 mod error;
@@ -13,6 +14,7 @@ mod jointokens;
 mod machines;
 mod provision;
 pub mod secret_token;
+pub mod secrets;
 
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
@@ -21,6 +23,7 @@ use drover_siderolink::keys::PublicKey;
 use drover_store::Store;
 
 pub use bootstrap::{Bootstrap, DEFAULT_TENANT_NAME};
+pub use clusters::{install_disk, machine_labels, parse_phase, parse_role, render_machine_config};
 pub use context::{Principal, RequestContext};
 pub use dataplane::{
     KernelLogLine, LOG_LINES_KEPT, LivenessChange, NodeReport, PeerSink, TunnelPeer,
@@ -28,6 +31,7 @@ pub use dataplane::{
 pub use error::{Result, ServiceError};
 pub use machines::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use provision::{ProvisionOutcome, ProvisionRequest};
+pub use secrets::Keyring;
 
 /// What the service needs to know about how nodes reach this installation.
 #[derive(Debug, Clone)]
@@ -39,6 +43,8 @@ pub struct ServiceConfig {
     /// The server's WireGuard public key.
     pub server_public_key: PublicKey,
     pub addresses: AddressPlan,
+    /// Key-encryption keys for sealing cluster secrets.
+    pub keyring: secrets::Keyring,
 }
 
 impl ServiceConfig {
@@ -76,5 +82,9 @@ impl Drover {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    pub fn keyring(&self) -> &secrets::Keyring {
+        &self.config.keyring
     }
 }

@@ -75,6 +75,7 @@ impl Drover {
 }
 
 pub(crate) fn to_model(row: MachineRow) -> Machine {
+    let labels = crate::machine_labels(&row);
     Machine {
         id: MachineId::try_from(row.id).expect("stored machine ids are valid"),
         address: row.address,
@@ -90,6 +91,9 @@ pub(crate) fn to_model(row: MachineRow) -> Machine {
         ready: row.ready,
         unmet_conditions: serde_json::from_value(row.unmet_conditions).unwrap_or_default(),
         last_error: row.last_error,
+        labels,
         facts: row.facts.and_then(|f| serde_json::from_value(f).ok()),
+        patches: row.patches.0,
+        cluster: row.cluster,
     }
 }

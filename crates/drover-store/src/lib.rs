@@ -6,10 +6,14 @@
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
+pub mod cluster_machines;
+pub mod clusters;
 pub mod dataplane;
 pub mod join_tokens;
 pub mod logs;
+pub mod machine_classes;
 pub mod machines;
+pub mod tenant_keys;
 pub mod tenants;
 
 use std::time::Duration;
@@ -54,6 +58,9 @@ impl From<sqlx::Error> for StoreError {
                 "machines_grpc_peer_address_unique" => "a machine with this gRPC tunnel address",
                 "machines_pkey" => "a machine with this id",
                 "join_tokens_one_default" => "a default join token",
+                "clusters_pkey" => "a cluster with this name",
+                "cluster_machines_pkey" => "a cluster membership for this machine",
+                "cluster_secrets_pkey" => "this cluster secret",
                 _ => "a row with these values",
             };
             return Self::Conflict { constraint, what };

@@ -1,5 +1,7 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use drover_model::{JoinTokenId, MachineId, TenantId};
+use drover_model::{ConfigPatch, JoinTokenId, MachineId, TenantId};
 use sqlx::PgExecutor;
 
 use crate::{Result, tenant_uuid};
@@ -24,11 +26,17 @@ pub struct MachineRow {
     pub unmet_conditions: sqlx::types::JsonValue,
     pub last_error: Option<String>,
     pub facts: Option<sqlx::types::JsonValue>,
+    pub labels: sqlx::types::Json<BTreeMap<String, String>>,
+    pub patches: sqlx::types::Json<Vec<ConfigPatch>>,
+    /// The cluster the machine belongs to.
+    pub cluster: Option<String>,
 }
 
 const COLUMNS: &str = "tenant_id, id, address, wireguard_public_key, node_unique_token_hash, \
     talos_version, wireguard_over_grpc, grpc_peer_address, join_token_id, first_provisioned_at, \
-    last_provisioned_at, connected, last_seen_at, stage, ready, unmet_conditions, last_error, facts";
+    last_provisioned_at, connected, last_seen_at, stage, ready, unmet_conditions, last_error, facts, \
+    labels, patches, (SELECT cm.cluster_name FROM cluster_machines cm \
+        WHERE cm.tenant_id = machines.tenant_id AND cm.machine_id = machines.id) AS cluster";
 
 /// What a successful Provision writes, for a new machine or over an existing one.
 pub struct ProvisionedMachine<'a> {
@@ -164,4 +172,74 @@ pub async fn delete(
     .bind(id.as_str())
     .fetch_optional(e)
     .await?)
+}
+
+/// Every machine of the tenant that belongs to no cluster, ordered by id.
+pub async fn list_unallocated(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<Vec<MachineRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines
+         WHERE tenant_id = $1 AND NOT EXISTS (
+             SELECT 1 FROM cluster_machines cm
+             WHERE cm.tenant_id = machines.tenant_id AND cm.machine_id = machines.id)
+         ORDER BY id"
+    ))
+    .bind(tenant_uuid(tenant))
+    .fetch_all(e)
+    .await?)
+}
+
+/// The machines of a cluster.
+pub async fn list_in_cluster(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    cluster: &str,
+) -> Result<Vec<MachineRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines
+         WHERE tenant_id = $1 AND id IN (
+             SELECT machine_id FROM cluster_machines WHERE tenant_id = $1 AND cluster_name = $2)
+         ORDER BY id"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(cluster)
+    .fetch_all(e)
+    .await?)
+}
+
+/// Replaces a machine's user labels; false when there is no such machine.
+pub async fn set_labels(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &MachineId,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool> {
+    Ok(
+        sqlx::query("UPDATE machines SET labels = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_uuid(tenant))
+            .bind(id.as_str())
+            .bind(sqlx::types::Json(labels))
+            .execute(e)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
+/// Replaces a machine's machine-scope config patches; false when there is no such machine.
+pub async fn set_patches(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &MachineId,
+    patches: &[ConfigPatch],
+) -> Result<bool> {
+    Ok(
+        sqlx::query("UPDATE machines SET patches = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_uuid(tenant))
+            .bind(id.as_str())
+            .bind(sqlx::types::Json(patches))
+            .execute(e)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }

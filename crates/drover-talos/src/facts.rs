@@ -11,6 +11,10 @@ pub struct MachineFacts {
     pub arch: String,
     /// Platform name, e.g. `metal`, `aws`, `container` (`Version.platform.name`).
     pub platform: String,
+    /// Logical processors (`MachineService.CPUInfo`: one `CPUInfo` each).
+    pub cores: u32,
+    /// Memory in MiB (`MachineService.Memory`: `meminfo.memtotal`, which is in KiB).
+    pub memory_mib: u64,
     /// Disks (`StorageService.Disks`).
     pub disks: Vec<DiskFact>,
     /// Services as `(id, state, healthy)` (`MachineService.ServiceList`), e.g.

@@ -1,10 +1,12 @@
 //! Talos machine API support for Drover.
 //!
-//! - [`apid`]: an emulated Talos machine API server in maintenance mode (self-signed TLS, no
-//!   client certificate), servable on any stream of connections (e.g. a userspace TCP stack
-//!   inside a WireGuard tunnel).
-//! - [`client`]: the channel droverd uses to reach a node's apid in maintenance mode (TLS
-//!   without server verification, no client certificate) over any dialer, plus typed helpers.
+//! - [`apid`]: an emulated Talos machine API server, in maintenance mode (self-signed TLS, no
+//!   client certificate) or configured (mutual TLS against the cluster's OS CA, role-based
+//!   access), servable on any stream of connections (e.g. a userspace TCP stack inside a
+//!   WireGuard tunnel). What the calls do is up to a [`apid::Machine`].
+//! - [`client`]: the channels droverd uses to reach a node's apid over any dialer (maintenance:
+//!   TLS without verification; configured: mutual TLS), and typed calls on them.
+//! - [`calls`]: what those calls carry, shared by both sides.
 //! - [`events`]: decoding (and, for the emulator, encoding) of the `machine.*Event` messages a
 //!   node publishes to the event sink.
 //! - [`kmsg`]: the JSON-lines kernel log format a node streams to `talos.logging.kernel`.
@@ -12,13 +14,18 @@
 //! The generated protobuf types live in [`drover_proto::talos`], re-exported as [`proto`].
 
 pub mod apid;
+pub mod calls;
 pub mod client;
 pub mod events;
 pub mod facts;
 pub mod kmsg;
+mod tls;
 
+pub use apid::Role;
+pub use calls::{Applied, ApplyMode, EtcdMember, EtcdStatus, ResetOptions};
 pub use drover_proto::talos as proto;
 pub use facts::{DiskFact, MachineFacts};
+pub use tls::CredentialsError;
 
 /// Port of the Talos machine API (apid) on a node's tunnel address.
 pub const APID_PORT: u16 = 50000;

@@ -2,16 +2,16 @@
 //! HTTP/2 on loopback TCP (standing in for the tunnel's userspace TCP stack).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use drover_talos::apid::{AnyIo, DiskFact, MachineFacts, MaintenanceApid};
-use drover_talos::client;
+use drover_talos::apid::{Apid, DiskFact, Machine, MachineFacts};
 use drover_talos::proto::machine::lifecycle_service_client::LifecycleServiceClient;
 use drover_talos::proto::machine::machine_service_client::MachineServiceClient;
 use drover_talos::proto::machine::{
     ApplyConfigurationRequest, LifecycleServiceUpgradeRequest, RebootRequest,
 };
+use drover_talos::{ApplyMode, client};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,6 +25,8 @@ fn facts() -> MachineFacts {
         talos_version: "v1.12.4".into(),
         arch: "arm64".into(),
         platform: "metal".into(),
+        cores: 8,
+        memory_mib: 16384,
         disks: vec![
             DiskFact {
                 device_name: "/dev/nvme0n1".into(),
@@ -49,8 +51,18 @@ fn facts() -> MachineFacts {
     }
 }
 
+/// A machine whose facts a test can change while its server runs.
+#[derive(Default)]
+struct Changing(RwLock<MachineFacts>);
+
+impl Machine for Changing {
+    fn facts(&self) -> MachineFacts {
+        self.0.read().unwrap().clone()
+    }
+}
+
 struct Running {
-    apid: MaintenanceApid,
+    machine: Arc<Changing>,
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), drover_talos::apid::ApidError>>,
@@ -70,16 +82,14 @@ impl Running {
 async fn start() -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let apid = MaintenanceApid::new(facts()).unwrap();
+    let machine = Arc::new(Changing(RwLock::new(facts())));
+    let apid = Apid::maintenance(machine.clone()).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        apid.clone()
-            .serve(TcpListenerStream::new(listener), async move {
-                let _ = stopped.await;
-            }),
-    );
+    let task = tokio::spawn(apid.serve(TcpListenerStream::new(listener), async move {
+        let _ = stopped.await;
+    }));
     Running {
-        apid,
+        machine,
         addr,
         stop: Some(stop),
         task,
@@ -129,8 +139,14 @@ async fn disks_and_services() {
     assert_eq!(system[0].device_name, "/dev/nvme0n1");
     assert_eq!(system[0].size, 512 * 1024 * 1024 * 1024);
 
-    let services = client::services(&channel).await.unwrap();
+    let services = client::service_list(&channel).await.unwrap();
     assert_eq!(services, facts().services);
+
+    // Not in maintenance mode: Talos's maintenance service has no Memory or CPUInfo.
+    let err = client::memory_mib(&channel).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    let err = client::cpu_cores(&channel).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
 
     server.stop().await;
 }
@@ -146,15 +162,27 @@ async fn other_calls_are_unimplemented() {
         .await
         .expect_err("reboot is not served");
     assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.message(), "Reboot is not available in maintenance mode");
 
+    // Served in maintenance mode, but this machine does nothing with it.
     let err = machine
         .apply_configuration(ApplyConfigurationRequest {
             data: b"version: v1alpha1\n".to_vec(),
             ..Default::default()
         })
         .await
-        .expect_err("apply is not served");
+        .expect_err("apply is not emulated by a facts-only machine");
     assert_eq!(err.code(), Code::Unimplemented);
+
+    // Modes other than reboot and auto are refused in maintenance mode, as Talos does.
+    let err = client::apply_configuration(&channel, b"version: v1alpha1\n", ApplyMode::NoReboot)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "apply configuration --mode='no-reboot' is not supported in maintenance mode"
+    );
 
     // A service the emulator does not register at all.
     let err = LifecycleServiceClient::new(channel.clone())
@@ -174,9 +202,8 @@ async fn version_updates_reach_a_running_server() {
     let channel = channel(server.addr);
     assert_eq!(client::version(&channel).await.unwrap().tag, "v1.12.4");
 
-    server.apid.set_talos_version("v1.13.8");
+    server.machine.0.write().unwrap().talos_version = "v1.13.8".into();
     assert_eq!(client::version(&channel).await.unwrap().tag, "v1.13.8");
-    assert_eq!(server.apid.facts().talos_version, "v1.13.8");
 
     server.stop().await;
 }
@@ -264,13 +291,11 @@ where
 #[tokio::test]
 async fn serves_any_connection_type() {
     use futures::TryStreamExt;
-    // A transport whose connections do not implement tonic's `Connected`, like a userspace
-    // TCP stack's sockets: wrapped in `AnyIo`.
+    // A transport whose connections do not implement tonic's `Connected`.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let incoming =
-        TcpListenerStream::new(listener).map_ok(|tcp| AnyIo(tokio::io::BufStream::new(tcp)));
-    let apid = MaintenanceApid::new(facts()).unwrap();
+    let incoming = TcpListenerStream::new(listener).map_ok(tokio::io::BufStream::new);
+    let apid = Apid::maintenance(Arc::new(facts())).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(apid.serve(incoming, async move {
         let _ = stopped.await;

@@ -365,6 +365,44 @@ fn machine_api_request_field_numbers() {
 }
 
 #[test]
+fn memory_and_cpu_info_field_numbers() {
+    use drover_talos::proto::machine::{CpUsInfo, CpuInfo, MemInfo, Memory};
+
+    // Memory { metadata = 1; MemInfo meminfo = 2 }, MemInfo { memtotal = 1, memfree = 2 }.
+    let memory = Memory {
+        metadata: Some(Metadata {
+            hostname: "h".into(),
+            ..Default::default()
+        }),
+        meminfo: Some(MemInfo {
+            memtotal: 5,
+            memfree: 1,
+            directmap1g: 2,
+            ..Default::default()
+        }),
+    };
+    // directmap1g = 48: tag (48 << 3) = 384 = varint 0x80 0x03.
+    assert_eq!(
+        memory.encode_to_vec(),
+        vec![
+            0x0a, 3, 0x0a, 1, b'h', 0x12, 7, 0x08, 5, 0x10, 1, 0x80, 0x03, 2
+        ]
+    );
+
+    // CPUsInfo { metadata = 1; repeated CPUInfo cpu_info = 2 },
+    // CPUInfo { processor = 1; cpu_cores = 13 }.
+    let cpus = CpUsInfo {
+        metadata: None,
+        cpu_info: vec![CpuInfo {
+            processor: 3,
+            cpu_cores: 4,
+            ..Default::default()
+        }],
+    };
+    assert_eq!(cpus.encode_to_vec(), vec![0x12, 4, 0x08, 3, 0x68, 4]);
+}
+
+#[test]
 fn grpc_service_names() {
     use drover_talos::proto::{events, machine, storage};
     assert_eq!(

@@ -1,9 +1,10 @@
 //! droverd as a library, so tests start the whole server in-process.
 
 pub mod datadir;
+pub mod keys;
 pub mod server;
 pub mod settings;
 
 pub use drover_dataplane::DataPlaneConfig;
 pub use server::Server;
-pub use settings::{Args, Database, LogFormat, Settings};
+pub use settings::{Args, Command, Database, KeysCommand, LogFormat, Settings};

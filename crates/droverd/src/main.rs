@@ -21,6 +21,14 @@ async fn run() -> Result<()> {
         }
     };
     init_logging(settings.log_format);
+    if let Some(droverd::Command::Keys(droverd::KeysCommand::Rotate)) = &settings.command {
+        let done = droverd::keys::rotate(&settings).await?;
+        println!(
+            "key-encryption key rotated: {} -> {}; {} data key(s) re-wrapped",
+            done.old_id, done.new_id, done.rewrapped
+        );
+        return Ok(());
+    }
     let server = Server::start(settings).await?;
     if let Some(token) = server.initial_admin_token() {
         println!(

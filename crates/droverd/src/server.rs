@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use drover_dataplane::DataPlane;
 use drover_postgres::{PrivatePostgres, PrivatePostgresOptions};
-use drover_service::{Drover, ServiceConfig};
+use drover_seal::Kek;
+use drover_service::{Drover, Keyring, ServiceConfig};
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
 use drover_store::Store;
@@ -119,6 +120,7 @@ impl Server {
                 advertised_machine_api: machine_api_url.clone(),
                 server_public_key: wireguard_key.public(),
                 addresses,
+                keyring: keyring(&settings)?,
             },
         )
         .with_peer_sink(drover_dataplane::peer_sink(&hub));
@@ -165,6 +167,13 @@ impl Server {
         )
         .await
         .context("cannot start the tunnel data plane")?;
+        drover_reconcile::start(
+            drover.clone(),
+            dataplane.machine_api().clone(),
+            settings.reconciler.clone(),
+            cancel.clone(),
+            &tasks,
+        );
         let machine_router = machine_api
             .add_service(drover_grpc::provision_service(drover.clone()))
             .add_service(dataplane.grpc_carrier().into_service());
@@ -284,4 +293,20 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
         );
     }
     (StatusCode::OK, "ready\n")
+}
+
+/// The key-encryption keys: from configuration, or the data directory's key files.
+pub fn keyring(settings: &Settings) -> Result<Keyring> {
+    use secrecy::ExposeSecret;
+    match &settings.master_key {
+        Some(key) => Ok(Keyring::fixed(
+            Kek::from_base64(key.expose_secret()).context("master-key")?,
+        )),
+        None => Keyring::from_dir(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot load the key-encryption key from {}",
+                settings.data_dir.display()
+            )
+        }),
+    }
 }

@@ -86,6 +86,38 @@ pub struct Args {
     /// Log format. [default: text]
     #[arg(long, env = "DROVER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// The key-encryption key (32 bytes, standard base64) that wraps the data keys sealing
+    /// cluster secrets. [default: <data-dir>/master.key, created 0600 on first start]
+    #[arg(
+        long,
+        env = "DROVER_MASTER_KEY",
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+
+    /// Time between cluster reconcile rounds when nothing changes. [default: 2s]
+    #[arg(long, env = "DROVER_RECONCILE_INTERVAL", value_name = "DURATION")]
+    pub reconcile_interval: Option<humantime::Duration>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Maintenance commands (without one, droverd serves).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage the key-encryption key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Replace <data-dir>/master.key by a new key and re-wrap every tenant's data key under it,
+    /// while droverd keeps running. The old key is kept as master.key.previous.
+    Rotate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -111,6 +143,9 @@ struct FileSettings {
     #[serde(default, with = "humantime_serde_opt")]
     liveness_threshold: Option<std::time::Duration>,
     log_format: Option<LogFormat>,
+    master_key: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    reconcile_interval: Option<std::time::Duration>,
 }
 
 mod humantime_serde_opt {
@@ -140,6 +175,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Liveness and peer-sync timing of the tunnel data plane.
     pub dataplane: drover_dataplane::DataPlaneConfig,
+    /// The key-encryption key from configuration (None = `<data-dir>/master.key`).
+    pub master_key: Option<secrecy::SecretString>,
+    pub reconciler: drover_reconcile::ReconcilerConfig,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +302,19 @@ impl Settings {
                 }
                 dp
             },
+            master_key: args.master_key.or(file.master_key).map(Into::into),
+            reconciler: {
+                let mut rc = drover_reconcile::ReconcilerConfig::default();
+                if let Some(t) = args
+                    .reconcile_interval
+                    .map(Into::into)
+                    .or(file.reconcile_interval)
+                {
+                    rc.interval = t;
+                }
+                rc
+            },
+            command: args.command,
         })
     }
 

@@ -1,0 +1,306 @@
+//! `drover cluster ...`, `drover get clusters|machineclasses`, `drover machineclass ...`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use drover_client::Client;
+use drover_model::{Cluster, ClusterSpec, ConfigPatch, MachineClass, MachineClassSpec};
+
+use crate::output::{self, Format};
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Show a cluster's phase, machines and etcd.
+    Status {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Delete a cluster: every machine is reset and returns to the pool.
+    Delete { name: String },
+    /// Show the config Drover renders for a machine of the cluster (secrets redacted), and
+    /// its diff against what the machine runs.
+    Config {
+        name: String,
+        machine: String,
+        /// Print only the diff.
+        #[arg(long)]
+        diff: bool,
+    },
+    /// Keep clusters in git: one YAML file of Cluster, ControlPlane, Workers and Machine
+    /// documents.
+    Template {
+        #[command(subcommand)]
+        action: TemplateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TemplateCmd {
+    /// Check a template (documents, fields, versions, patches) without changing anything.
+    Validate {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// Show what `sync` would change.
+    Diff {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// Create the cluster or bring it to the template, printing each change.
+    Sync {
+        #[arg(short, long)]
+        file: PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the status of the template's cluster.
+    Status {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// Write a live cluster as a template (to stdout, or to --file).
+    Export {
+        name: String,
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+    },
+    /// Delete the template's cluster.
+    Delete {
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MachineClassCmd {
+    /// Create or replace a machine class; a machine belongs to it when it matches any selector,
+    /// e.g. `drover.dev/arch=amd64, drover.dev/cores>=4`.
+    Set {
+        name: String,
+        #[arg(required = true)]
+        selectors: Vec<String>,
+    },
+    /// Delete a machine class no cluster uses.
+    Delete { name: String },
+}
+
+pub async fn cluster(client: &Client, action: ClusterCmd) -> Result<()> {
+    match action {
+        ClusterCmd::Status { name, output } => {
+            let cluster = client.get_cluster(&name).await?;
+            if output == Format::Table {
+                print!("{}", describe(&cluster));
+                return Ok(());
+            }
+            output::print(output, &cluster, &[], vec![])
+        }
+        ClusterCmd::Delete { name } => {
+            client.delete_cluster(&name).await?;
+            println!(
+                "cluster {name} is being deleted: its machines are reset and return to the pool"
+            );
+            Ok(())
+        }
+        ClusterCmd::Config {
+            name,
+            machine,
+            diff,
+        } => {
+            let view = client.machine_config(&name, &machine).await?;
+            if diff {
+                if view.up_to_date {
+                    println!("machine {machine} runs its current config");
+                } else {
+                    print!("{}", view.diff);
+                }
+            } else {
+                print!("{}", view.redacted);
+            }
+            Ok(())
+        }
+        ClusterCmd::Template { action } => template(client, action).await,
+    }
+}
+
+async fn template(client: &Client, action: TemplateCmd) -> Result<()> {
+    match action {
+        TemplateCmd::Validate { file } => {
+            let spec = load(&file)?;
+            println!(
+                "{}: valid (cluster {}, {} worker set(s))",
+                file.display(),
+                spec.name,
+                spec.workers.len()
+            );
+            Ok(())
+        }
+        TemplateCmd::Diff { file } => {
+            let spec = load(&file)?;
+            print_changes(&client.sync_cluster(&spec, true).await?.changes, &spec.name);
+            Ok(())
+        }
+        TemplateCmd::Sync { file, dry_run } => {
+            let spec = load(&file)?;
+            let planned = client.sync_cluster(&spec, true).await?;
+            print_changes(&planned.changes, &spec.name);
+            if !dry_run && !planned.changes.is_empty() {
+                client.sync_cluster(&spec, false).await?;
+                println!("cluster {} synced", spec.name);
+            }
+            Ok(())
+        }
+        TemplateCmd::Status { file } => {
+            let spec = load(&file)?;
+            print!("{}", describe(&client.get_cluster(&spec.name).await?));
+            Ok(())
+        }
+        TemplateCmd::Export { name, file } => {
+            let cluster = client.get_cluster(&name).await?;
+            let text = drover_template::export(&cluster.spec);
+            match file {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        TemplateCmd::Delete { file } => {
+            let spec = load(&file)?;
+            client.delete_cluster(&spec.name).await?;
+            println!("cluster {} is being deleted", spec.name);
+            Ok(())
+        }
+    }
+}
+
+fn print_changes(changes: &[String], name: &str) {
+    if changes.is_empty() {
+        println!("cluster {name} matches the template: nothing to change");
+    }
+    for change in changes {
+        println!("  {change}");
+    }
+}
+
+/// Reads and checks a template; `file:` patches are read relative to its directory.
+pub fn load(file: &Path) -> Result<ClusterSpec> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
+    let read = move |rel: &str| {
+        std::fs::read_to_string(dir.join(rel)).map_err(|e| format!("cannot read {rel}: {e}"))
+    };
+    let check = |p: &ConfigPatch| {
+        drover_config::Patch::parse(&p.name, &p.content)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    match drover_template::parse_with(&text, &read, &check) {
+        Ok(spec) => Ok(spec),
+        Err(errors) => bail!(
+            "{} is not a valid cluster template:\n{errors}",
+            file.display()
+        ),
+    }
+}
+
+pub fn describe(c: &Cluster) -> String {
+    let s = &c.status;
+    let mut out = format!(
+        "Cluster:     {}\nPhase:       {:?}\nReady:       {}\nMachines:    {}/{} ready{}\nTalos:       {}\nKubernetes:  {}\nEndpoint:    {}\netcd:        {} member(s), {}\n",
+        c.spec.name,
+        s.phase,
+        s.ready,
+        s.machines_ready,
+        s.machines_total,
+        if s.machines_missing > 0 {
+            format!(", {} missing", s.machines_missing)
+        } else {
+            String::new()
+        },
+        c.spec.talos_version,
+        c.spec.kubernetes_version,
+        s.control_plane_endpoint.as_deref().unwrap_or("-"),
+        s.etcd_members,
+        if s.bootstrapped {
+            "bootstrapped"
+        } else {
+            "not bootstrapped"
+        },
+    );
+    if let Some(e) = &s.last_error {
+        out.push_str(&format!("Last error:  {e}\n"));
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = s
+        .machines
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.machine_set.clone(),
+                m.role.as_str().to_owned(),
+                m.phase.as_str().to_owned(),
+                m.stage.clone().unwrap_or_else(|| "-".into()),
+                m.ready.to_string(),
+                m.etcd_member_id.clone().unwrap_or_else(|| "-".into()),
+                m.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&output::table(
+        &[
+            "MACHINE",
+            "SET",
+            "ROLE",
+            "PHASE",
+            "STAGE",
+            "READY",
+            "ETCD MEMBER",
+            "LAST ERROR",
+        ],
+        &rows,
+    ));
+    out
+}
+
+pub const CLUSTER_HEADERS: &[&str] = &["NAME", "PHASE", "READY", "MACHINES", "TALOS", "KUBERNETES"];
+
+pub fn cluster_row(c: &Cluster) -> Vec<String> {
+    vec![
+        c.spec.name.clone(),
+        format!("{:?}", c.status.phase),
+        c.status.ready.to_string(),
+        format!("{}/{}", c.status.machines_ready, c.status.machines_total),
+        c.spec.talos_version.clone(),
+        c.spec.kubernetes_version.clone(),
+    ]
+}
+
+pub const CLASS_HEADERS: &[&str] = &["NAME", "SELECTORS"];
+
+pub fn class_row(c: &MachineClass) -> Vec<String> {
+    vec![c.name.clone(), c.selectors.join(" | ")]
+}
+
+pub async fn machine_class(client: &Client, action: MachineClassCmd) -> Result<()> {
+    match action {
+        MachineClassCmd::Set { name, selectors } => {
+            let class = client
+                .put_machine_class(&MachineClassSpec { name, selectors })
+                .await?;
+            println!("machine class {} saved", class.name);
+            Ok(())
+        }
+        MachineClassCmd::Delete { name } => {
+            client.delete_machine_class(&name).await?;
+            println!("machine class {name} deleted");
+            Ok(())
+        }
+    }
+}

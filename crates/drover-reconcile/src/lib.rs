@@ -1,0 +1,204 @@
+//! The cluster reconciler.
+//!
+//! Every replica runs one. Each round it takes a lease (in the database, with an expiry) on the
+//! clusters that are free or already its own, and moves each a step toward its spec:
+//! allocate machines -> apply the rendered config in maintenance mode -> follow install and
+//! reboot through the node's events -> bootstrap etcd on one control plane, once -> track etcd
+//! members -> Ready; let surplus machines go (control planes one at a time, only with quorum
+//! kept: leave etcd, reset wiping STATE and EPHEMERAL, back to the pool); tear a deleted cluster
+//! down. Every step is recorded before or after its call so that a restart resumes without
+//! repeating a destructive one. Rounds run on a timer and when a cluster's spec changes
+//! (PostgreSQL `LISTEN drover_clusters`).
+
+mod cluster;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover_dataplane::{MachineApi, TalosCredentials};
+use drover_pki::SecretsBundle;
+use drover_service::Drover;
+use drover_store::clusters;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the reconciler paces itself.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    /// Time between rounds when nothing wakes it earlier.
+    pub interval: Duration,
+    /// How long a replica's claim on a cluster lasts without renewal.
+    pub lease: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long the reconciler's Talos admin client certificates are valid, and when they are
+/// replaced.
+const CLIENT_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+const CLIENT_CERT_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Clone)]
+pub(crate) struct Reconciler {
+    drover: Drover,
+    api: MachineApi,
+    owner: uuid::Uuid,
+    config: ReconcilerConfig,
+    /// Per cluster uid: its secrets and the admin credentials made from them.
+    clusters: Arc<Mutex<HashMap<uuid::Uuid, Arc<ClusterKeys>>>>,
+}
+
+pub(crate) struct ClusterKeys {
+    bundle: SecretsBundle,
+    credentials: TalosCredentials,
+    made: Instant,
+}
+
+/// Starts the reconciler; it stops when `cancel` fires, giving up its leases.
+pub fn start(
+    drover: Drover,
+    api: MachineApi,
+    config: ReconcilerConfig,
+    cancel: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let reconciler = Reconciler {
+        drover,
+        api,
+        owner: uuid::Uuid::new_v4(),
+        config,
+        clusters: Arc::default(),
+    };
+    let wake = Arc::new(Notify::new());
+    tasks.spawn(listen(
+        reconciler.drover.clone(),
+        wake.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(reconciler.run(wake, cancel));
+}
+
+impl Reconciler {
+    async fn run(self, wake: Arc<Notify>, cancel: CancellationToken) {
+        tracing::info!(owner = %self.owner, "cluster reconciler started");
+        loop {
+            self.round().await;
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(self.config.interval) => {}
+            }
+        }
+        if let Err(err) = clusters::release_leases(self.drover.store().pool(), self.owner).await {
+            tracing::warn!(error = %err, "releasing cluster leases failed");
+        }
+    }
+
+    async fn round(&self) {
+        let rows = match clusters::lease_due(
+            self.drover.store().pool(),
+            self.owner,
+            self.config.lease,
+            1000,
+        )
+        .await
+        {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!(error = %err, "leasing clusters failed");
+                return;
+            }
+        };
+        let mut rounds = tokio::task::JoinSet::new();
+        for row in rows {
+            let this = self.clone();
+            rounds.spawn(async move {
+                let name = row.name.clone();
+                if let Err(err) = this.reconcile(row).await {
+                    tracing::warn!(cluster = %name, error = %err, "reconciling the cluster failed");
+                }
+            });
+        }
+        while rounds.join_next().await.is_some() {}
+    }
+
+    /// The cluster's secrets and a current admin credential for its nodes.
+    pub(crate) async fn keys(
+        &self,
+        tenant: drover_model::TenantId,
+        name: &str,
+        uid: uuid::Uuid,
+    ) -> Result<Arc<ClusterKeys>, cluster::Error> {
+        if let Some(keys) = self.clusters.lock().get(&uid)
+            && keys.made.elapsed() < CLIENT_CERT_RENEW_AFTER
+        {
+            return Ok(keys.clone());
+        }
+        let bundle = self.drover.open_bundle(tenant, name, uid).await?;
+        let cert = drover_pki::talos_client_cert(
+            &bundle.os_ca,
+            "drover",
+            "os:admin",
+            CLIENT_CERT_VALIDITY,
+        )
+        .map_err(|e| cluster::Error::Internal(e.to_string()))?;
+        let keys = Arc::new(ClusterKeys {
+            credentials: TalosCredentials {
+                id: format!("{uid}/{}", uuid::Uuid::new_v4()),
+                ca_pem: bundle.os_ca.cert_pem.clone(),
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+            },
+            bundle,
+            made: Instant::now(),
+        });
+        self.clusters.lock().insert(uid, keys.clone());
+        Ok(keys)
+    }
+
+    pub(crate) fn forget_keys(&self, uid: uuid::Uuid) {
+        self.clusters.lock().remove(&uid);
+    }
+}
+
+/// Wakes the reconciler when any replica changes a cluster's spec.
+async fn listen(drover: Drover, wake: Arc<Notify>, cancel: CancellationToken) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(drover.store().pool())
+            .await
+        {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for cluster changes; relying on the timer");
+                return;
+            }
+        };
+        if let Err(err) = listener.listen("drover_clusters").await {
+            tracing::warn!(error = %err, "cannot listen for cluster changes; relying on the timer");
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                message = listener.recv() => match message {
+                    Ok(_) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::debug!(error = %err, "cluster change listener reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
