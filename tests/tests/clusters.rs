@@ -58,6 +58,64 @@ async fn cluster_where(
     .await
 }
 
+/// A kubeconfig for the cluster's API server on `address`, reached through a loopback
+/// forwarder into droverd's tunnel, with an admin client certificate from the cluster's CA.
+async fn kubeconfig_through_tunnel(
+    drover: &TestDrover,
+    bundle: &drover_pki::SecretsBundle,
+    address: &str,
+) -> tempfile::NamedTempFile {
+    use base64::Engine;
+    use secrecy::ExposeSecret;
+    let hub = drover.server().dataplane().hub().clone();
+    let target = std::net::SocketAddrV6::new(address.parse().unwrap(), 6443, 0, 0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut local, _)) = listener.accept().await {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                if let Ok(mut remote) = hub.connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut local, &mut remote).await;
+                }
+            });
+        }
+    });
+    let cert = drover_pki::kubernetes_client_cert(
+        &bundle.kubernetes_ca,
+        "admin",
+        &["system:masters"],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster:\n    server: https://127.0.0.1:{port}\n    tls-server-name: kubernetes\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: prod\n  context: {{cluster: prod, user: admin}}\ncurrent-context: prod\n",
+        b64(&bundle.kubernetes_ca.cert_pem),
+        b64(&cert.cert_pem),
+        b64(cert.key_pem.expose_secret()),
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+/// Runs the real kubectl; its stdout.
+fn kubectl(kubeconfig: &tempfile::NamedTempFile, args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig.path())
+        .args(args)
+        .output()
+        .expect("kubectl is installed (scripts/install-prereqs --for-tests)");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 async fn cluster_uid(drover: &TestDrover, name: &str) -> uuid::Uuid {
     sqlx::query_scalar("SELECT uid FROM clusters WHERE name = $1")
         .bind(name)
@@ -137,6 +195,10 @@ async fn a_template_cluster_becomes_ready_survives_a_restart_scales_down_and_is_
     assert_eq!(ready.status.machines_ready, 6);
     assert_eq!(ready.status.etcd_members, 3);
     assert!(ready.status.bootstrapped);
+    assert!(
+        ready.status.kubernetes_api_ready,
+        "the Kubernetes API answers /readyz"
+    );
     let roles: Vec<_> = ready
         .status
         .machines
@@ -223,6 +285,57 @@ async fn a_template_cluster_becomes_ready_survives_a_restart_scales_down_and_is_
     }
     assert!(!dump.contains("PRIVATE KEY") && !dump.contains("BEGIN"));
 
+    // Real kubectl lists the cluster's nodes, through a local forwarder into the tunnel.
+    let control_plane = client.get_machine(&control_planes[0]).await.unwrap();
+    let kubeconfig = kubeconfig_through_tunnel(&drover, &bundle, &control_plane.address).await;
+    let nodes = kubectl(&kubeconfig, &["get", "nodes", "-o", "json"]);
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "{nodes}");
+    assert!(
+        items
+            .iter()
+            .all(|n| n["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.1")
+    );
+    let table = kubectl(&kubeconfig, &["get", "nodes"]);
+    assert_eq!(table.matches(" Ready ").count(), 6, "{table}");
+    assert_eq!(table.matches("control-plane").count(), 3, "{table}");
+
+    // A config change reaches every running machine except a locked one, whose config then
+    // differs from what Drover renders.
+    let locked = workers[0].clone();
+    let mut changed = spec.clone();
+    changed.patches[0].content = "machine:\n  time:\n    servers: [ntp.example.org]\n".into();
+    changed.machines.push(drover_model::ClusterMachineSpec {
+        id: locked.parse().unwrap(),
+        install_disk: None,
+        patches: vec![],
+        labels: BTreeMap::new(),
+        locked: true,
+    });
+    client.sync_cluster(&changed, false).await.unwrap();
+    let client3 = client.clone();
+    let (cp0, locked2) = (control_planes[0].clone(), locked.clone());
+    eventually("the new config applied to unlocked machines", LIMIT, || {
+        let client = client3.clone();
+        let cp0 = cp0.clone();
+        async move {
+            let view = client.machine_config("prod", &cp0).await.ok()?;
+            (view.up_to_date && view.redacted.contains("ntp.example.org")).then_some(())
+        }
+    })
+    .await;
+    let view = client.machine_config("prod", &locked2).await.unwrap();
+    assert!(!view.up_to_date);
+    assert!(
+        view.diff.contains("+") && view.diff.contains("ntp.example.org"),
+        "{}",
+        view.diff
+    );
+    assert!(!view.diff.contains("PRIVATE KEY"));
+    // Unlock again for what follows.
+    client.sync_cluster(&spec, false).await.unwrap();
+
     // export round-trips.
     let exported = drover_template::export(&ready.spec);
     assert_eq!(parse(&exported), ready.spec);
@@ -250,6 +363,35 @@ async fn a_template_cluster_becomes_ready_survives_a_restart_scales_down_and_is_
     assert_eq!(machine.stage.as_deref(), Some("maintenance"));
     assert!(machine.labels.contains_key("drover.dev/available"));
     assert_eq!(emulated.bootstrap_calls(&bundle.cluster_id), 1);
+
+    // Let a control plane go: its etcd member is removed first, then it is reset.
+    let two_control_planes = parse(&template("prod", &control_planes[..2], 2));
+    client
+        .sync_cluster(&two_control_planes, false)
+        .await
+        .unwrap();
+    let shrunk = cluster_where(
+        &drover,
+        "prod",
+        "2 control planes, 2 etcd members, Ready",
+        |c| c.status.ready && c.status.machines_total == 4 && c.status.etcd_members == 2,
+    )
+    .await;
+    assert!(
+        shrunk
+            .status
+            .machines
+            .iter()
+            .all(|m| m.id.to_string() != control_planes[2])
+    );
+    assert_eq!(
+        client
+            .get_machine(&control_planes[2])
+            .await
+            .unwrap()
+            .cluster,
+        None
+    );
 
     // Delete: every machine is reset and available again; the cluster and its secrets go.
     client.delete_cluster("prod").await.unwrap();

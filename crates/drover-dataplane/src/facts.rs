@@ -95,6 +95,15 @@ impl MachineApi {
         Ok(channel)
     }
 
+    /// Whether the Kubernetes API server on the control plane at `address` answers `/readyz`.
+    pub async fn kubernetes_ready(
+        &self,
+        address: Ipv6Addr,
+        credentials: &crate::KubernetesCredentials,
+    ) -> Result<bool, crate::ProbeError> {
+        crate::kube::readyz(&self.hub, address, credentials).await
+    }
+
     pub fn forget(&self, address: Ipv6Addr) {
         self.channels.lock().expect("not poisoned").remove(&address);
         self.authenticated

@@ -10,6 +10,7 @@ mod events;
 mod facts;
 mod grpc_carrier;
 mod kmsg;
+pub mod kube;
 mod liveness;
 mod peers;
 
@@ -24,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub use facts::{MachineApi, TalosCredentials};
 pub use grpc_carrier::GrpcCarrier;
+pub use kube::{KubernetesCredentials, ProbeError};
 pub use liveness::LivenessTracker;
 pub use peers::HubPeers;
 

@@ -104,8 +104,8 @@ struct LinkEnd {
 impl EmulatedMachine {
     /// Keeps the provisioned machine's tunnel up and its services running until `cancel`,
     /// moving to the next endpoint when the handshake goes stale, provisioning again when the
-    /// endpoints run out, and rebooting when its machine API asked for it. `provision` is how
-    /// it provisions again.
+    /// endpoints run out, and rebooting when its machine API asked for it (provisioning again
+    /// through `link`, with the new boot's key).
     pub(crate) async fn run_tunnel(
         &mut self,
         link: &Link<'_>,

@@ -68,7 +68,8 @@ impl Reconciler {
         round.choose_endpoint().await?;
         round.step_members().await;
         let etcd = round.bootstrap_and_track_etcd().await;
-        round.report(missing, etcd).await
+        let kubernetes = round.kubernetes_ready().await;
+        round.report(missing, etcd, kubernetes).await
     }
 }
 
@@ -478,7 +479,33 @@ impl Round<'_> {
         Ok(Some(etcd.len() as u32))
     }
 
-    async fn report(&self, missing: u32, etcd: Option<u32>) -> Result<(), Error> {
+    /// Whether the Kubernetes API answers `/readyz` on a healthy control plane.
+    async fn kubernetes_ready(&self) -> bool {
+        if self.cluster.bootstrapped_at.is_none() {
+            return false;
+        }
+        let Some(address) = self
+            .members
+            .iter()
+            .filter(|m| parse_role(&m.role) == MachineRole::ControlPlane)
+            .find(|m| self.healthy(&m.machine_id))
+            .and_then(|m| self.address(&m.machine_id))
+        else {
+            return false;
+        };
+        let Ok(keys) = self.keys().await else {
+            return false;
+        };
+        match self.r.api.kubernetes_ready(address, &keys.kubernetes).await {
+            Ok(ready) => ready,
+            Err(err) => {
+                tracing::debug!(cluster = %self.cluster.name, error = %err, "Kubernetes API probe failed");
+                false
+            }
+        }
+    }
+
+    async fn report(&self, missing: u32, etcd: Option<u32>, kubernetes: bool) -> Result<(), Error> {
         let phases: Vec<Phase> = self.members.iter().map(|m| parse_phase(&m.phase)).collect();
         let control_planes = self
             .members
@@ -494,7 +521,8 @@ impl Round<'_> {
         let ready = all_healthy
             && missing == 0
             && self.cluster.bootstrapped_at.is_some()
-            && etcd_members == control_planes;
+            && etcd_members == control_planes
+            && kubernetes;
         let phase = if phases
             .iter()
             .any(|p| matches!(p, Phase::Leaving | Phase::Resetting))
@@ -526,7 +554,7 @@ impl Round<'_> {
                 phase: &phase_text,
                 ready,
                 etcd_members: etcd_members as i32,
-                kubernetes_api_ready: false,
+                kubernetes_api_ready: kubernetes,
                 machines_missing: missing as i32,
                 last_error: last_error.as_deref(),
             },

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_dataplane::{MachineApi, TalosCredentials};
+use drover_dataplane::{KubernetesCredentials, MachineApi, TalosCredentials};
 use drover_pki::SecretsBundle;
 use drover_service::Drover;
 use drover_store::clusters;
@@ -62,6 +62,7 @@ pub(crate) struct Reconciler {
 pub(crate) struct ClusterKeys {
     bundle: SecretsBundle,
     credentials: TalosCredentials,
+    kubernetes: KubernetesCredentials,
     made: Instant,
 }
 
@@ -153,7 +154,19 @@ impl Reconciler {
             CLIENT_CERT_VALIDITY,
         )
         .map_err(|e| cluster::Error::Internal(e.to_string()))?;
+        let kube = drover_pki::kubernetes_client_cert(
+            &bundle.kubernetes_ca,
+            "drover",
+            &["system:masters"],
+            CLIENT_CERT_VALIDITY,
+        )
+        .map_err(|e| cluster::Error::Internal(e.to_string()))?;
         let keys = Arc::new(ClusterKeys {
+            kubernetes: KubernetesCredentials {
+                ca_pem: bundle.kubernetes_ca.cert_pem.clone(),
+                cert_pem: kube.cert_pem,
+                key_pem: kube.key_pem,
+            },
             credentials: TalosCredentials {
                 id: format!("{uid}/{}", uuid::Uuid::new_v4()),
                 ca_pem: bundle.os_ca.cert_pem.clone(),

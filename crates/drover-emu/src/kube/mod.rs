@@ -139,7 +139,7 @@ fn router(api: KubeApi) -> Router {
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
         .route("/version", get(version))
-        .route("/api", get(objects::api_versions_handler))
+        .route("/api", get(objects::api_versions))
         .route("/api/v1", get(objects::core_resources))
         .route("/apis", get(objects::api_groups))
         .route(

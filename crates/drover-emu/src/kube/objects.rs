@@ -51,7 +51,7 @@ pub(super) fn version(git_version: &str) -> Response {
 }
 
 /// `/api`.
-pub(super) async fn api_versions_handler(State(api): State<KubeApi>) -> Response {
+pub(super) async fn api_versions(State(api): State<KubeApi>) -> Response {
     Json(json!({
         "kind": "APIVersions",
         "versions": ["v1"],

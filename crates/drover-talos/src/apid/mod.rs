@@ -117,7 +117,7 @@ impl Machine for MachineFacts {
     }
 }
 
-fn not_emulated(method: &str) -> Status {
+pub(crate) fn not_emulated(method: &str) -> Status {
     Status::unimplemented(format!("{method} is not emulated"))
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::Machine;
 use super::auth::{ADMIN, ETCD_READ, OPERATE, READ, Role, authorize};
+use super::{Machine, not_emulated};
 use crate::calls::{ApplyMode, ResetOptions};
 use crate::facts::{MachineFacts, platform_mode};
 use crate::proto::common::Metadata;
@@ -71,10 +71,6 @@ fn metadata(facts: &MachineFacts) -> Option<Metadata> {
     })
 }
 
-fn not_emulated<T>(method: &str) -> Result<Response<T>, Status> {
-    Err(Status::unimplemented(format!("{method} is not emulated")))
-}
-
 #[tonic::async_trait]
 impl MachineService for MachineApi {
     async fn apply_configuration(
@@ -110,7 +106,7 @@ impl MachineService for MachineApi {
     ) -> Result<Response<BootstrapResponse>, Status> {
         self.admit(&request, "Bootstrap", ADMIN, false)?;
         if request.get_ref().recover_etcd {
-            return not_emulated("Bootstrap with etcd recovery");
+            return Err(not_emulated("Bootstrap with etcd recovery"));
         }
         self.machine.bootstrap()?;
         Ok(Response::new(BootstrapResponse {
@@ -199,7 +195,7 @@ impl MachineService for MachineApi {
         request: Request<EtcdForfeitLeadershipRequest>,
     ) -> Result<Response<EtcdForfeitLeadershipResponse>, Status> {
         self.admit(&request, "EtcdForfeitLeadership", ADMIN, false)?;
-        not_emulated("EtcdForfeitLeadership")
+        Err(not_emulated("EtcdForfeitLeadership"))
     }
 
     async fn etcd_status(
@@ -249,7 +245,7 @@ impl MachineService for MachineApi {
         request: Request<RebootRequest>,
     ) -> Result<Response<RebootResponse>, Status> {
         self.admit(&request, "Reboot", OPERATE, false)?;
-        not_emulated("Reboot")
+        Err(not_emulated("Reboot"))
     }
 
     async fn reset(
@@ -259,7 +255,7 @@ impl MachineService for MachineApi {
         self.admit(&request, "Reset", ADMIN, true)?;
         let request = request.into_inner();
         if !request.user_disks_to_wipe.is_empty() {
-            return not_emulated("Reset of user disks");
+            return Err(not_emulated("Reset of user disks"));
         }
         self.machine.reset(&ResetOptions {
             graceful: request.graceful,
@@ -313,7 +309,7 @@ impl MachineService for MachineApi {
         request: Request<ShutdownRequest>,
     ) -> Result<Response<ShutdownResponse>, Status> {
         self.admit(&request, "Shutdown", OPERATE, false)?;
-        not_emulated("Shutdown")
+        Err(not_emulated("Shutdown"))
     }
 
     async fn upgrade(
@@ -321,7 +317,7 @@ impl MachineService for MachineApi {
         request: Request<UpgradeRequest>,
     ) -> Result<Response<UpgradeResponse>, Status> {
         self.admit(&request, "Upgrade", ADMIN, false)?;
-        not_emulated("Upgrade")
+        Err(not_emulated("Upgrade"))
     }
 
     async fn version(&self, request: Request<()>) -> Result<Response<VersionResponse>, Status> {

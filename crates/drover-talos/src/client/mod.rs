@@ -9,8 +9,9 @@
 //!   requires a client certificate from the same CA (see `drover_pki::talos_client_cert`).
 //!
 //! Both take a `dial` function, so droverd can open the TCP connection through its userspace
-//! tunnel to `[node]:50000`. The typed calls (`version`, `apply_configuration`, `bootstrap`,
-//! ...) work on either channel; see [`calls`].
+//! tunnel to `[node]:50000`. The typed calls ([`version`], [`apply_configuration`],
+//! [`bootstrap`], ...) work on either channel and fail with a [`TalosError`], which keeps the
+//! gRPC code (also of an error a node reports in a reply's `metadata`).
 
 mod calls;
 mod verify;

@@ -1,0 +1,105 @@
+//! Asking a cluster's Kubernetes API whether it is ready, through a control plane's tunnel.
+
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_tunnel::Hub;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// The port the Kubernetes API server listens on.
+pub const KUBERNETES_API_PORT: u16 = 6443;
+
+/// The name the API server's certificate carries for in-cluster clients, checked instead of
+/// the tunnel address.
+const SERVER_NAME: &str = "kubernetes";
+
+/// How long one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a probe did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("unusable credentials: {0}")]
+    Credentials(String),
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Unreachable(String),
+    #[error("the Kubernetes API did not answer in time")]
+    Timeout,
+}
+
+/// Client credentials for a cluster's Kubernetes API: its CA and a client certificate it signed.
+pub struct KubernetesCredentials {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: secrecy::SecretString,
+}
+
+/// `GET /readyz` on the API server at `[address]:6443`, with TLS verified against the cluster's
+/// Kubernetes CA and a client certificate. Returns whether it answered 200.
+pub async fn readyz(
+    hub: &Hub,
+    address: Ipv6Addr,
+    credentials: &KubernetesCredentials,
+) -> Result<bool, ProbeError> {
+    let config = Arc::new(client_config(credentials)?);
+    tokio::time::timeout(PROBE_TIMEOUT, probe(hub, address, config))
+        .await
+        .map_err(|_| ProbeError::Timeout)?
+}
+
+async fn probe(
+    hub: &Hub,
+    address: Ipv6Addr,
+    config: Arc<ClientConfig>,
+) -> Result<bool, ProbeError> {
+    let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
+    let stream = hub
+        .connect(SocketAddrV6::new(address, KUBERNETES_API_PORT, 0, 0))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");
+    let tls = TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get("/readyz")
+        .header(hyper::header::HOST, SERVER_NAME)
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("a valid request");
+    let response = sender.send_request(request).await;
+    driver.abort();
+    Ok(response.map_err(|e| unreachable(&e))?.status() == hyper::StatusCode::OK)
+}
+
+fn client_config(credentials: &KubernetesCredentials) -> Result<ClientConfig, ProbeError> {
+    use secrecy::ExposeSecret;
+    let bad = |e: &dyn std::fmt::Display| ProbeError::Credentials(e.to_string());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(credentials.ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(credentials.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(credentials.key_pem.expose_secret().as_bytes())
+        .map_err(|e| bad(&e))?;
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(&e))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
