@@ -371,3 +371,141 @@ async fn openapi_document_is_served_and_matches_the_committed_snapshot() {
     );
     drover.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_and_machine_classes_over_grpc_match_rest() {
+    let drover = TestDrover::start().await;
+    let client = drover.client();
+    let token = drover.admin_token().to_owned();
+    let channel = tonic::transport::Endpoint::from_shared(drover.http_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut classes =
+        pb::machine_class_service_client::MachineClassServiceClient::new(channel.clone());
+    let bad = classes
+        .put_machine_class(with_bearer(
+            &token,
+            pb::MachineClassSpec {
+                name: "small".into(),
+                selectors: vec!["cores>lots".into()],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("not a number"), "{}", bad.message());
+    classes
+        .put_machine_class(with_bearer(
+            &token,
+            pb::MachineClassSpec {
+                name: "small".into(),
+                selectors: vec!["drover.dev/cores<=4".into()],
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.list_machine_classes().await.unwrap()[0].selectors,
+        ["drover.dev/cores<=4"]
+    );
+
+    let mut clusters = pb::cluster_service_client::ClusterServiceClient::new(channel);
+    let set = |name: &str, class: Option<&str>| pb::MachineSetSpec {
+        name: name.into(),
+        machines: if class.is_none() {
+            vec!["cp-1".into()]
+        } else {
+            vec![]
+        },
+        machine_class: class.map(|c| pb::MachineClassAllocation {
+            name: c.into(),
+            size: 0,
+            unlimited: true,
+        }),
+        update_strategy: None,
+        delete_strategy: None,
+        patches: vec![],
+    };
+    let spec = pb::ClusterSpec {
+        name: "grpc".into(),
+        talos_version: "v1.13.0".into(),
+        kubernetes_version: "1.33.1".into(),
+        control_plane: Some(set("control-planes", None)),
+        workers: vec![set("small", Some("small"))],
+        patches: vec![pb::ConfigPatch {
+            name: "ntp".into(),
+            weight: 5,
+            content: "machine:\n  time:\n    disabled: false\n".into(),
+        }],
+        machines: vec![],
+    };
+    let created = clusters
+        .create_cluster(with_bearer(&token, spec.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let created_spec = created.spec.unwrap();
+    assert_eq!(
+        created_spec.talos_version, "1.13.0",
+        "versions are stored without the v"
+    );
+    let rest = client.get_cluster("grpc").await.unwrap();
+    assert_eq!(
+        rest.spec.workers[0].machine_class.as_ref().unwrap().size,
+        drover_model::ClassSize::Unlimited
+    );
+    assert_eq!(rest.spec.patches[0].weight, 5);
+    assert_eq!(created.status.unwrap().machines_missing, 0);
+
+    // Sync with no change says so; a duplicate create conflicts; an unknown one is not found.
+    let unchanged = clusters
+        .sync_cluster(with_bearer(
+            &token,
+            pb::SyncClusterRequest {
+                spec: Some(created_spec),
+                dry_run: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unchanged.changes.is_empty(), "{:?}", unchanged.changes);
+    let dup = clusters
+        .create_cluster(with_bearer(&token, spec))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    let missing = clusters
+        .get_cluster(with_bearer(
+            &token,
+            pb::ClusterRef {
+                name: "nope".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // A class in use cannot be deleted; deleting the cluster starts its tear-down.
+    let in_use = client
+        .delete_machine_class("small")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(in_use.contains("used by cluster \"grpc\""), "{in_use}");
+    let deleting = clusters
+        .delete_cluster(with_bearer(
+            &token,
+            pb::ClusterRef {
+                name: "grpc".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleting.status.unwrap().phase, "destroying");
+    drover.stop().await;
+}

@@ -151,11 +151,11 @@ impl Drover {
     /// are forgotten.
     pub async fn delete_cluster(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
         ctx.require(Role::Operator, "deleting a cluster")?;
-        if !clusters::mark_deleting(self.store().pool(), ctx.tenant(), name).await? {
-            return Err(ServiceError::not_found("cluster", name));
-        }
+        let row = clusters::mark_deleting(self.store().pool(), ctx.tenant(), name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("cluster", name))?;
         tracing::info!(cluster = %name, "cluster deletion requested");
-        self.get_cluster(ctx, name).await
+        self.cluster_with_status(row).await
     }
 
     /// The config Drover renders for `machine` of `cluster`, redacted, with its diff against

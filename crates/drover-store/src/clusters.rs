@@ -116,19 +116,21 @@ pub async fn update_spec(
     .await?)
 }
 
-/// Asks for the cluster to be torn down; returns false when there is no such cluster.
-pub async fn mark_deleting(e: impl PgExecutor<'_>, tenant: TenantId, name: &str) -> Result<bool> {
-    Ok(sqlx::query(
+/// Asks for the cluster to be torn down; returns it, or None when there is no such cluster.
+pub async fn mark_deleting(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Option<ClusterRow>> {
+    Ok(sqlx::query_as(&format!(
         "UPDATE clusters SET deleting = true, phase = 'destroying', ready = false,
                 updated_at = now()
-         WHERE tenant_id = $1 AND name = $2",
-    )
+         WHERE tenant_id = $1 AND name = $2 RETURNING {COLUMNS}"
+    ))
     .bind(tenant_uuid(tenant))
     .bind(name)
-    .execute(e)
-    .await?
-    .rows_affected()
-        == 1)
+    .fetch_optional(e)
+    .await?)
 }
 
 /// Forgets a cluster and (by cascade) its secrets. Only once no machine is left in it.
