@@ -92,3 +92,22 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER clusters_notify AFTER INSERT OR UPDATE OF spec, deleting ON clusters
     FOR EACH ROW EXECUTE FUNCTION notify_cluster_change();
+
+-- ... and when a machine of a cluster changes stage, readiness or connection.
+CREATE FUNCTION notify_cluster_machine_change() RETURNS trigger AS $$
+DECLARE
+    cluster text;
+BEGIN
+    SELECT cluster_name INTO cluster FROM cluster_machines
+        WHERE tenant_id = NEW.tenant_id AND machine_id = NEW.id;
+    IF cluster IS NOT NULL THEN
+        PERFORM pg_notify('drover_clusters', NEW.tenant_id::text || '/' || cluster);
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER machines_notify_cluster AFTER UPDATE OF stage, ready, connected ON machines
+    FOR EACH ROW
+    WHEN (OLD.stage IS DISTINCT FROM NEW.stage OR OLD.ready IS DISTINCT FROM NEW.ready
+          OR OLD.connected IS DISTINCT FROM NEW.connected)
+    EXECUTE FUNCTION notify_cluster_machine_change();

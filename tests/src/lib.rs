@@ -35,6 +35,8 @@ pub struct Extra {
     pub dataplane: Option<DataPlaneConfig>,
     /// The WireGuard UDP address; default `127.0.0.1:0`.
     pub wireguard_addr: Option<std::net::SocketAddr>,
+    /// Reconciler pacing; default a 200 ms interval.
+    pub reconciler: Option<drover_reconcile::ReconcilerConfig>,
 }
 
 impl TestDrover {
@@ -139,10 +141,15 @@ impl TestDrover {
 
     /// `n` emulated machines running Talos `version` that will join with `secret`.
     pub fn fleet(&self, secret: &str, n: usize, seed: &str, version: &str) -> Fleet {
+        Fleet::new(self.fleet_config(secret, n, seed, version))
+    }
+
+    /// The configuration [`TestDrover::fleet`] uses, to change before building the fleet.
+    pub fn fleet_config(&self, secret: &str, n: usize, seed: &str, version: &str) -> FleetConfig {
         let mut config = FleetConfig::new(self.join_url(secret), n);
         config.seed = seed.to_owned();
         config.talos_version = version.to_owned();
-        Fleet::new(config)
+        config
     }
 
     /// Runs SQL against droverd's database, for checks of what is stored.
@@ -177,10 +184,13 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         log_format: LogFormat::Text,
         dataplane: extra.dataplane.clone().unwrap_or_else(test_dataplane),
         master_key: None,
-        reconciler: drover_reconcile::ReconcilerConfig {
-            interval: Duration::from_millis(200),
-            lease: Duration::from_secs(30),
-        },
+        reconciler: extra
+            .reconciler
+            .clone()
+            .unwrap_or(drover_reconcile::ReconcilerConfig {
+                interval: Duration::from_millis(200),
+                lease: Duration::from_secs(30),
+            }),
         command: None,
     }
 }

@@ -535,3 +535,55 @@ async fn secrets_rows_are_bound_to_their_cluster_and_survive_a_key_rotation() {
     assert!(bundle.os_ca.cert_pem.contains("BEGIN CERTIFICATE"));
     drover.stop().await;
 }
+
+/// Benchmark (`scripts/bench-cluster`): how long a 3+3 cluster takes from `sync` to Ready, with
+/// the emulator's install and reboot delays at zero. Prints the figure; asserts only that the
+/// cluster got there.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: run by scripts/bench-cluster"]
+async fn bench_three_plus_three_cluster_ready() {
+    let drover = TestDrover::start_with(drover_e2e::Extra {
+        reconciler: Some(drover_reconcile::ReconcilerConfig::default()),
+        ..Default::default()
+    })
+    .await;
+    let token = drover.join_token("bench").await;
+    let mut config = drover.fleet_config(&token.secret, 6, "bench", "v1.13.0");
+    config.lifecycle = drover_emu::Lifecycle::INSTANT;
+    let cancel = CancellationToken::new();
+    let running = spawn_fleet(drover_emu::Fleet::new(config), cancel.clone());
+    let client = drover.client();
+    let machines = machines_where(&drover, "6 machines in maintenance", |all| {
+        all.len() == 6
+            && all.iter().all(|m| {
+                m.connected && m.facts.is_some() && m.stage.as_deref() == Some("maintenance")
+            })
+    })
+    .await;
+    let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
+    for id in &ids[3..] {
+        client
+            .set_machine_labels(id, &BTreeMap::from([("role".into(), "worker".into())]))
+            .await
+            .unwrap();
+    }
+    client
+        .put_machine_class(&MachineClassSpec {
+            name: "workers".into(),
+            selectors: vec!["role=worker".into()],
+        })
+        .await
+        .unwrap();
+    let spec = parse(&template("bench", &ids[..3], 3));
+    let started = std::time::Instant::now();
+    client.sync_cluster(&spec, false).await.unwrap();
+    cluster_where(&drover, "bench", "cluster Ready", |c| c.status.ready).await;
+    let took = started.elapsed();
+    println!(
+        "BENCH 3+3 cluster from sync to Ready: {:.2} s",
+        took.as_secs_f64()
+    );
+    cancel.cancel();
+    running.await.unwrap();
+    drover.stop().await;
+}

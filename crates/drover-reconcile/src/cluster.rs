@@ -24,6 +24,7 @@ use crate::plan::{self, Candidate, Member};
 /// Node stages (as reported in events) the reconciler acts on.
 const MAINTENANCE: &str = "maintenance";
 const RUNNING: &str = "running";
+const RESETTING: &str = "resetting";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -381,6 +382,11 @@ impl Round<'_> {
                     "waiting for a healthy control plane to remove this node's etcd member".into(),
                 ));
             }
+        }
+        // A node already resetting got the call in a round that ended before recording it.
+        if machine.stage.as_deref() == Some(RESETTING) {
+            cluster_machines::advance(self.pool(), tenant, &id, &["leaving"], "resetting").await?;
+            return Ok(());
         }
         if machine.connected {
             let channel = self.authenticated(machine).await?;
