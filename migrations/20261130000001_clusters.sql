@@ -73,6 +73,8 @@ CREATE TABLE cluster_machines (
     applied_config_hash  text,
     applied_config       text,
     applied_at           timestamptz,
+    -- SHA-256 of the config Drover renders for the machine now (differs while a change rolls).
+    desired_config_hash  text,
     etcd_member_id       text,
     last_error           text,
     created_at           timestamptz NOT NULL DEFAULT now(),

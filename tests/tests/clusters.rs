@@ -333,6 +333,13 @@ async fn a_template_cluster_becomes_ready_survives_a_restart_scales_down_and_is_
         view.diff
     );
     assert!(!view.diff.contains("PRIVATE KEY"));
+    let status = client.get_cluster("prod").await.unwrap().status;
+    let held = status
+        .machines
+        .iter()
+        .find(|m| m.id.as_str() == locked2)
+        .unwrap();
+    assert!(held.locked && !held.config_up_to_date, "{held:?}");
     // Unlock again for what follows.
     client.sync_cluster(&spec, false).await.unwrap();
 

@@ -103,6 +103,15 @@ impl Round<'_> {
             .collect()
     }
 
+    fn locked(&self, id: &str) -> bool {
+        self.cluster
+            .spec
+            .0
+            .machines
+            .iter()
+            .any(|m| m.id.as_str() == id && m.locked)
+    }
+
     /// A running, ready, connected member.
     fn healthy(&self, id: &str) -> bool {
         self.members
@@ -245,9 +254,24 @@ impl Round<'_> {
 
     /// Moves each member one step; errors are recorded on the member.
     async fn step_members(&mut self) {
+        // Rolling config changes: per set, at most `updateStrategy.maxParallelism` machines
+        // unhealthy or being changed at once.
+        let mut budget: HashMap<String, u32> = HashMap::new();
+        for (_, set) in self.cluster.spec.0.machine_sets() {
+            let unhealthy = self
+                .members
+                .iter()
+                .filter(|m| m.machine_set == set.name && !self.healthy(&m.machine_id))
+                .count() as u32;
+            let parallel = match set.update_strategy.kind {
+                drover_model::StrategyKind::Rolling => set.update_strategy.max_parallelism,
+                drover_model::StrategyKind::Unset => u32::MAX,
+            };
+            budget.insert(set.name.clone(), parallel.saturating_sub(unhealthy));
+        }
         for member in self.members.clone() {
             let id = machine_id(&member.machine_id);
-            let result = self.step_member(&member).await;
+            let result = self.step_member(&member, &mut budget).await;
             let error = result.err().map(|e| e.to_string());
             if error.is_some() {
                 tracing::debug!(cluster = %self.cluster.name, machine = %id, error = ?error, "member step failed");
@@ -265,7 +289,11 @@ impl Round<'_> {
         }
     }
 
-    async fn step_member(&self, member: &ClusterMachineRow) -> Result<(), Error> {
+    async fn step_member(
+        &self,
+        member: &ClusterMachineRow,
+        budget: &mut HashMap<String, u32>,
+    ) -> Result<(), Error> {
         let tenant = self.tenant();
         let id = machine_id(&member.machine_id);
         let Some(machine) = self.machine(&member.machine_id) else {
@@ -292,15 +320,17 @@ impl Round<'_> {
                     Some("installing" | "rebooting" | "booting" | RUNNING) => {}
                     _ => return Ok(()),
                 }
+                let hash = rendered.sha256_hex();
                 cluster_machines::set_applied(
                     self.pool(),
                     tenant,
                     &id,
-                    &rendered.sha256_hex(),
+                    &hash,
                     &rendered.redacted(),
                     Phase::Installing.as_str(),
                 )
                 .await?;
+                cluster_machines::set_desired(self.pool(), tenant, &id, &hash).await?;
             }
             Phase::Installing => {
                 if stage == Some(RUNNING) && machine.ready && machine.connected {
@@ -310,14 +340,25 @@ impl Round<'_> {
                 }
             }
             Phase::Running => {
-                let locked = self.cluster.spec.0.machine(&id).is_some_and(|m| m.locked);
-                if locked || stage != Some(RUNNING) || !machine.connected {
-                    return Ok(());
-                }
                 let keys = self.keys().await?;
                 let rendered = render_machine_config(&self.cluster, &keys.bundle, member, machine)?;
                 let hash = rendered.sha256_hex();
-                if member.applied_config_hash.as_deref() != Some(hash.as_str()) {
+                if member.desired_config_hash.as_deref() != Some(hash.as_str()) {
+                    cluster_machines::set_desired(self.pool(), tenant, &id, &hash).await?;
+                }
+                if member.applied_config_hash.as_deref() == Some(hash.as_str())
+                    || self.locked(&member.machine_id)
+                    || stage != Some(RUNNING)
+                    || !machine.connected
+                {
+                    return Ok(());
+                }
+                let slots = budget.entry(member.machine_set.clone()).or_default();
+                if *slots == 0 {
+                    return Ok(());
+                }
+                *slots -= 1;
+                {
                     let channel = self.authenticated(machine).await?;
                     client::apply_configuration(
                         &channel,
@@ -529,16 +570,23 @@ impl Round<'_> {
             && self.cluster.bootstrapped_at.is_some()
             && etcd_members == control_planes
             && kubernetes;
-        let phase = if phases
-            .iter()
-            .any(|p| matches!(p, Phase::Leaving | Phase::Resetting))
-        {
-            ClusterPhase::ScalingDown
-        } else if missing > 0 || phases.iter().any(|p| *p < Phase::Running) || !ready {
-            ClusterPhase::ScalingUp
-        } else {
-            ClusterPhase::Running
-        };
+        let phase =
+            if phases
+                .iter()
+                .any(|p| matches!(p, Phase::Leaving | Phase::Resetting))
+            {
+                ClusterPhase::ScalingDown
+            } else if missing > 0 || phases.iter().any(|p| *p < Phase::Running) {
+                ClusterPhase::ScalingUp
+            } else if self.members.iter().any(|m| {
+                m.applied_config_hash != m.desired_config_hash && !self.locked(&m.machine_id)
+            }) {
+                ClusterPhase::Reconfiguring
+            } else if !ready {
+                ClusterPhase::ScalingUp
+            } else {
+                ClusterPhase::Running
+            };
         let last_error = self
             .members
             .iter()
@@ -592,7 +640,7 @@ impl Round<'_> {
                     Some(machine) => self.leave(&member, machine).await,
                     None => Ok(()),
                 },
-                Phase::Resetting => self.step_member(&member).await,
+                Phase::Resetting => self.step_member(&member, &mut HashMap::new()).await,
             };
             if let Err(err) = result {
                 let _ =

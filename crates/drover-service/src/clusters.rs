@@ -219,8 +219,9 @@ impl Drover {
                     connected: observed.is_some_and(|o| o.connected),
                     ready: phase == ClusterMachinePhase::Running
                         && observed.is_some_and(|o| o.ready && o.connected),
-                    config_up_to_date: m.applied_config_hash.is_some()
-                        && phase == ClusterMachinePhase::Running,
+                    config_up_to_date: phase == ClusterMachinePhase::Running
+                        && m.applied_config_hash.is_some()
+                        && m.applied_config_hash == m.desired_config_hash,
                     locked: row
                         .spec
                         .0

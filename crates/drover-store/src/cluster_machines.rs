@@ -16,12 +16,13 @@ pub struct ClusterMachineRow {
     pub applied_config_hash: Option<String>,
     pub applied_config: Option<String>,
     pub applied_at: Option<DateTime<Utc>>,
+    pub desired_config_hash: Option<String>,
     pub etcd_member_id: Option<String>,
     pub last_error: Option<String>,
 }
 
 const COLUMNS: &str = "machine_id, cluster_name, machine_set, role, phase, applied_config_hash, \
-    applied_config, applied_at, etcd_member_id, last_error";
+    applied_config, applied_at, desired_config_hash, etcd_member_id, last_error";
 
 pub async fn list_for_cluster(
     e: impl PgExecutor<'_>,
@@ -119,6 +120,25 @@ pub async fn set_applied(
     .bind(hash)
     .bind(redacted)
     .bind(phase)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Records the hash of the config Drover renders for the machine now.
+pub async fn set_desired(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    machine: &MachineId,
+    hash: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE cluster_machines SET desired_config_hash = $3
+         WHERE tenant_id = $1 AND machine_id = $2 AND desired_config_hash IS DISTINCT FROM $3",
+    )
+    .bind(tenant_uuid(tenant))
+    .bind(machine.as_str())
+    .bind(hash)
     .execute(e)
     .await?;
     Ok(())
