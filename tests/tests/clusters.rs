@@ -116,6 +116,34 @@ fn kubectl(kubeconfig: &tempfile::NamedTempFile, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Waits for six machines in maintenance, labels the last three `role=worker` and makes the
+/// `workers` class of available ones; returns the machine ids.
+async fn pool_with_a_worker_class(drover: &TestDrover) -> Vec<String> {
+    let client = drover.client();
+    let machines = machines_where(drover, "6 machines in maintenance with facts", |all| {
+        all.len() == 6
+            && all.iter().all(|m| {
+                m.connected && m.facts.is_some() && m.stage.as_deref() == Some("maintenance")
+            })
+    })
+    .await;
+    let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
+    for id in &ids[3..] {
+        client
+            .set_machine_labels(id, &BTreeMap::from([("role".into(), "worker".into())]))
+            .await
+            .unwrap();
+    }
+    client
+        .put_machine_class(&MachineClassSpec {
+            name: "workers".into(),
+            selectors: vec!["role=worker, drover.dev/available".into()],
+        })
+        .await
+        .unwrap();
+    ids
+}
+
 async fn cluster_uid(drover: &TestDrover, name: &str) -> uuid::Uuid {
     sqlx::query_scalar("SELECT uid FROM clusters WHERE name = $1")
         .bind(name)
@@ -134,28 +162,8 @@ async fn a_template_cluster_becomes_ready_survives_a_restart_scales_down_and_is_
     let running = spawn_fleet(fleet, cancel.clone());
     let client = drover.client();
 
-    let machines = machines_where(&drover, "6 machines in maintenance with facts", |all| {
-        all.len() == 6
-            && all.iter().all(|m| {
-                m.connected && m.facts.is_some() && m.stage.as_deref() == Some("maintenance")
-            })
-    })
-    .await;
-    let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
+    let ids = pool_with_a_worker_class(&drover).await;
     let (control_planes, workers) = ids.split_at(3);
-    for id in workers {
-        client
-            .set_machine_labels(id, &BTreeMap::from([("role".into(), "worker".into())]))
-            .await
-            .unwrap();
-    }
-    client
-        .put_machine_class(&MachineClassSpec {
-            name: "workers".into(),
-            selectors: vec!["role=worker, drover.dev/available".into()],
-        })
-        .await
-        .unwrap();
 
     // sync: says what it will do, does it, and then has nothing left to do.
     let spec = parse(&template("prod", control_planes, 3));
@@ -560,27 +568,7 @@ async fn bench_three_plus_three_cluster_ready() {
     let cancel = CancellationToken::new();
     let running = spawn_fleet(drover_emu::Fleet::new(config), cancel.clone());
     let client = drover.client();
-    let machines = machines_where(&drover, "6 machines in maintenance", |all| {
-        all.len() == 6
-            && all.iter().all(|m| {
-                m.connected && m.facts.is_some() && m.stage.as_deref() == Some("maintenance")
-            })
-    })
-    .await;
-    let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
-    for id in &ids[3..] {
-        client
-            .set_machine_labels(id, &BTreeMap::from([("role".into(), "worker".into())]))
-            .await
-            .unwrap();
-    }
-    client
-        .put_machine_class(&MachineClassSpec {
-            name: "workers".into(),
-            selectors: vec!["role=worker".into()],
-        })
-        .await
-        .unwrap();
+    let ids = pool_with_a_worker_class(&drover).await;
     let spec = parse(&template("bench", &ids[..3], 3));
     let started = std::time::Instant::now();
     client.sync_cluster(&spec, false).await.unwrap();

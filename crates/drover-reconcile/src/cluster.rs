@@ -320,17 +320,8 @@ impl Round<'_> {
                     Some("installing" | "rebooting" | "booting" | RUNNING) => {}
                     _ => return Ok(()),
                 }
-                let hash = rendered.sha256_hex();
-                cluster_machines::set_applied(
-                    self.pool(),
-                    tenant,
-                    &id,
-                    &hash,
-                    &rendered.redacted(),
-                    Phase::Installing.as_str(),
-                )
-                .await?;
-                cluster_machines::set_desired(self.pool(), tenant, &id, &hash).await?;
+                self.record_applied(&id, &rendered, Phase::Installing)
+                    .await?;
             }
             Phase::Installing => {
                 if stage == Some(RUNNING) && machine.ready && machine.connected {
@@ -366,15 +357,7 @@ impl Round<'_> {
                         ApplyMode::Auto,
                     )
                     .await?;
-                    cluster_machines::set_applied(
-                        self.pool(),
-                        tenant,
-                        &id,
-                        &hash,
-                        &rendered.redacted(),
-                        "running",
-                    )
-                    .await?;
+                    self.record_applied(&id, &rendered, Phase::Running).await?;
                     tracing::info!(cluster = %self.cluster.name, machine = %id, "config updated");
                 }
             }
@@ -386,6 +369,28 @@ impl Round<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Records the config a machine was given, which is also the one it should run.
+    async fn record_applied(
+        &self,
+        id: &MachineId,
+        rendered: &drover_config::RenderedConfig,
+        phase: Phase,
+    ) -> Result<(), Error> {
+        let hash = rendered.sha256_hex();
+        let tenant = self.tenant();
+        cluster_machines::set_applied(
+            self.pool(),
+            tenant,
+            id,
+            &hash,
+            &rendered.redacted(),
+            phase.as_str(),
+        )
+        .await?;
+        cluster_machines::set_desired(self.pool(), tenant, id, &hash).await?;
         Ok(())
     }
 
