@@ -205,9 +205,13 @@ pub(crate) async fn liveness_loop(
     }
 }
 
-/// Reads a machine's facts, retrying with backoff a few times (the node may still be starting
+/// Reads a machine's facts in maintenance mode (a machine given a cluster's config keeps the facts
+/// read before), retrying with backoff a few times (the node may still be starting
 /// its API when the tunnel comes up).
 async fn collect_facts(drover: &Drover, api: &MachineApi, address: Ipv6Addr) {
+    if drover.machine_configured(address).await.unwrap_or(false) {
+        return;
+    }
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=6 {
         match api.read_facts(address).await {

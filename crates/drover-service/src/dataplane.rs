@@ -130,6 +130,17 @@ impl Drover {
         Ok(())
     }
 
+    /// Whether the machine at `address` was given a cluster's config: its API then needs the
+    /// cluster's credentials, and its facts were read before, in maintenance mode.
+    pub async fn machine_configured(&self, address: Ipv6Addr) -> Result<bool> {
+        let (tenant, id) = self.machine_at(address).await?;
+        Ok(
+            drover_store::cluster_machines::get(self.store.pool(), tenant, &id)
+                .await?
+                .is_some_and(|m| m.applied_config_hash.is_some()),
+        )
+    }
+
     pub async fn record_liveness(&self, changes: &[LivenessChange]) -> Result<()> {
         let addresses: Vec<String> = changes.iter().map(|c| c.address.to_string()).collect();
         let rows: Vec<dataplane::Liveness<'_>> = changes
