@@ -190,6 +190,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             .unwrap_or(drover_reconcile::ReconcilerConfig {
                 interval: Duration::from_millis(200),
                 lease: Duration::from_secs(30),
+                upgrade_step_timeout: Duration::from_secs(60),
             }),
         command: None,
     }

@@ -489,6 +489,66 @@ async fn clusters_and_machine_classes_over_grpc_match_rest() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
+    // Upgrades over gRPC: a dry run plans; a bad kind or a refused target names the problem.
+    let plan = clusters
+        .start_upgrade(with_bearer(
+            &token,
+            pb::StartUpgradeRequest {
+                cluster: "grpc".into(),
+                kind: "talos".into(),
+                version: "1.14.0".into(),
+                dry_run: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        plan.id.is_empty() && plan.plan.contains("Talos upgrade to 1.14.0"),
+        "{plan:?}"
+    );
+    let bad = clusters
+        .start_upgrade(with_bearer(
+            &token,
+            pb::StartUpgradeRequest {
+                cluster: "grpc".into(),
+                kind: "firmware".into(),
+                version: "1.14.0".into(),
+                dry_run: true,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let refused = clusters
+        .start_upgrade(with_bearer(
+            &token,
+            pb::StartUpgradeRequest {
+                cluster: "grpc".into(),
+                kind: "talos".into(),
+                version: "1.10.0".into(),
+                dry_run: false,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("1.10.0"),
+        "{}",
+        refused.message()
+    );
+    let none = clusters
+        .get_upgrade(with_bearer(
+            &token,
+            pb::ClusterRef {
+                name: "grpc".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::NotFound);
+
     // A class in use cannot be deleted; deleting the cluster starts its tear-down.
     let in_use = client
         .delete_machine_class("small")

@@ -16,6 +16,9 @@ pub enum ClusterCmd {
         name: String,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Print the status again whenever it changes (Ctrl-C stops).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Delete a cluster: every machine is reset and returns to the pool.
     Delete { name: String },
@@ -27,6 +30,18 @@ pub enum ClusterCmd {
         /// Print only the diff.
         #[arg(long)]
         diff: bool,
+    },
+    /// Roll a Talos upgrade through the cluster, node by node, and follow it.
+    Upgrade {
+        #[command(subcommand)]
+        action: UpgradeCmd,
+    },
+    /// Print the cluster's events (upgrade started, node done, failed, finished, ...).
+    Events {
+        name: String,
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Keep clusters in git: one YAML file of Cluster, ControlPlane, Workers and Machine
     /// documents.
@@ -75,6 +90,31 @@ pub enum TemplateCmd {
 }
 
 #[derive(Subcommand)]
+pub enum UpgradeCmd {
+    /// Upgrade Talos to VERSION: control planes first, one at a time and only with etcd quorum
+    /// kept, then worker sets by their maxParallelism. `--dry-run` prints the per-node plan.
+    Talos {
+        name: String,
+        version: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the cluster's upgrade: state, per-node progress, the plan of what is left.
+    Status {
+        name: String,
+        /// Print the progress again whenever it changes, until the upgrade ends.
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Pause the upgrade: no node starts; steps under way finish.
+    Pause { name: String },
+    /// Resume a paused upgrade.
+    Resume { name: String },
+    /// Cancel the upgrade (nodes already upgraded stay upgraded; roll back with `talos`).
+    Cancel { name: String },
+}
+
+#[derive(Subcommand)]
 pub enum MachineClassCmd {
     /// Create or replace a machine class; a machine belongs to it when it matches any selector,
     /// e.g. `drover.dev/arch=amd64, drover.dev/cores>=4`.
@@ -89,13 +129,28 @@ pub enum MachineClassCmd {
 
 pub async fn cluster(client: &Client, action: ClusterCmd) -> Result<()> {
     match action {
-        ClusterCmd::Status { name, output } => {
-            let cluster = client.get_cluster(&name).await?;
-            if output == Format::Table {
-                print!("{}", describe(&cluster));
-                return Ok(());
+        ClusterCmd::Status {
+            name,
+            output,
+            watch,
+        } => {
+            let mut last = String::new();
+            loop {
+                let cluster = client.get_cluster(&name).await?;
+                let text = match output {
+                    Format::Table => describe(&cluster),
+                    Format::Json => serde_json::to_string_pretty(&cluster)? + "\n",
+                    Format::Yaml => serde_yaml_ng::to_string(&cluster)?,
+                };
+                if text != last {
+                    print!("{}{text}", if last.is_empty() { "" } else { "\n" });
+                    last = text;
+                }
+                if !watch {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-            output::print(output, &cluster, &[], vec![])
         }
         ClusterCmd::Delete { name } => {
             client.delete_cluster(&name).await?;
@@ -122,6 +177,20 @@ pub async fn cluster(client: &Client, action: ClusterCmd) -> Result<()> {
             Ok(())
         }
         ClusterCmd::Template { action } => template(client, action).await,
+        ClusterCmd::Upgrade { action } => upgrade(client, action).await,
+        ClusterCmd::Events { name, follow } => {
+            let mut after = 0;
+            loop {
+                for e in client.cluster_events(&name, after).await? {
+                    println!("{} {:<20} {}", e.at.to_rfc3339(), e.kind, e.message);
+                    after = e.seq;
+                }
+                if !follow {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 
@@ -176,6 +245,92 @@ async fn template(client: &Client, action: TemplateCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn upgrade(client: &Client, action: UpgradeCmd) -> Result<()> {
+    use drover_model::{StartUpgrade, UpgradeKind, UpgradeState};
+    let show = |u: &drover_model::Upgrade| {
+        let mut out = format!(
+            "{} upgrade of {}: {} -> {}: {}\n",
+            match u.kind {
+                UpgradeKind::Talos => "Talos",
+                UpgradeKind::Kubernetes => "Kubernetes",
+            },
+            u.cluster,
+            u.from_version,
+            u.to_version,
+            u.state.as_str()
+        );
+        if let Some(e) = &u.error {
+            out.push_str(&format!("error: {e}\n"));
+        }
+        let rows: Vec<Vec<String>> = u
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.machine.to_string(),
+                    n.step.clone(),
+                    n.state.clone(),
+                    n.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push_str(&output::table(
+                &["MACHINE", "STEP", "STATE", "ERROR"],
+                &rows,
+            ));
+        }
+        if u.state.is_active() {
+            out.push_str(&format!("\n{}", u.plan));
+        }
+        out
+    };
+    let (name, state) = match action {
+        UpgradeCmd::Talos {
+            name,
+            version,
+            dry_run,
+        } => {
+            let u = client
+                .start_upgrade(
+                    &name,
+                    &StartUpgrade {
+                        kind: UpgradeKind::Talos,
+                        version,
+                        dry_run,
+                    },
+                )
+                .await?;
+            if dry_run {
+                print!("{}", u.plan);
+            } else {
+                print!("{}", show(&u));
+            }
+            return Ok(());
+        }
+        UpgradeCmd::Status { name, watch } => {
+            let mut last = String::new();
+            loop {
+                let text = show(&client.get_upgrade(&name).await?);
+                if text != last {
+                    print!("{}{text}", if last.is_empty() { "" } else { "\n" });
+                    last = text;
+                }
+                let state = client.get_upgrade(&name).await?.state;
+                if !watch || !state.is_active() {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+        UpgradeCmd::Pause { name } => (name, UpgradeState::Paused),
+        UpgradeCmd::Resume { name } => (name, UpgradeState::Running),
+        UpgradeCmd::Cancel { name } => (name, UpgradeState::Cancelled),
+    };
+    print!("{}", show(&client.set_upgrade_state(&name, state).await?));
+    Ok(())
 }
 
 fn print_changes(changes: &[String], name: &str) {

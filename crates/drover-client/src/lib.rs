@@ -1,8 +1,9 @@
 //! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
 
 use drover_model::{
-    Cluster, ClusterChanges, ClusterSpec, CreateJoinToken, CreatedJoinToken, JoinInstructions,
-    JoinToken, LogPage, Machine, MachineClass, MachineClassSpec, MachineConfigView, Page,
+    Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken, CreatedJoinToken,
+    JoinInstructions, JoinToken, LogPage, Machine, MachineClass, MachineClassSpec,
+    MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -294,6 +295,47 @@ impl Client {
                 segment(machine)
             ),
         ))
+        .await
+    }
+
+    pub async fn start_upgrade(&self, cluster: &str, req: &StartUpgrade) -> Result<Upgrade> {
+        self.send(
+            self.request(
+                Method::POST,
+                &format!("api/v1/clusters/{}/upgrades", segment(cluster)),
+            )
+            .json(req),
+        )
+        .await
+    }
+
+    pub async fn get_upgrade(&self, cluster: &str) -> Result<Upgrade> {
+        self.send(self.request(
+            Method::GET,
+            &format!("api/v1/clusters/{}/upgrade", segment(cluster)),
+        ))
+        .await
+    }
+
+    pub async fn set_upgrade_state(&self, cluster: &str, state: UpgradeState) -> Result<Upgrade> {
+        self.send(
+            self.request(
+                Method::PUT,
+                &format!("api/v1/clusters/{}/upgrade/state", segment(cluster)),
+            )
+            .json(&state),
+        )
+        .await
+    }
+
+    pub async fn cluster_events(&self, cluster: &str, after: i64) -> Result<Vec<ClusterEvent>> {
+        self.send(
+            self.request(
+                Method::GET,
+                &format!("api/v1/clusters/{}/events", segment(cluster)),
+            )
+            .query(&[("after", after)]),
+        )
         .await
     }
 

@@ -117,6 +117,37 @@ pub struct RenderInput<'a> {
     pub cert_sans: &'a [String],
     /// In application order, lowest precedence first (see [`order`]).
     pub patches: &'a [Patch],
+    /// Component versions that differ from `kubernetes_version`, while a Kubernetes upgrade
+    /// rolls through the machine.
+    pub components: &'a ComponentVersions,
+}
+
+/// Kubernetes components whose version differs from the cluster's (each without the `v`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComponentVersions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apiserver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_manager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<String>,
+}
+
+impl ComponentVersions {
+    fn all(&self) -> [&Option<String>; 5] {
+        [
+            &self.apiserver,
+            &self.controller_manager,
+            &self.scheduler,
+            &self.proxy,
+            &self.kubelet,
+        ]
+    }
 }
 
 impl RenderInput<'_> {
@@ -135,6 +166,18 @@ impl RenderInput<'_> {
         }
         if !is_version(self.kubernetes_version) {
             return invalid("Kubernetes version", "must look like 1.33.1 (no leading v)");
+        }
+        if self
+            .components
+            .all()
+            .into_iter()
+            .flatten()
+            .any(|v| !is_version(v))
+        {
+            return invalid(
+                "Kubernetes component version",
+                "must look like 1.33.1 (no leading v)",
+            );
         }
         if !self.control_plane_endpoint.starts_with("https://") {
             return invalid("control-plane endpoint", "must be an https:// URL");
@@ -203,7 +246,14 @@ fn base_document(input: &RenderInput) -> Mapping {
     };
     let image = |reference: String| map([("image", reference.into())]);
     let k8s = input.kubernetes_version;
-    let component = |name: &str| cp(image(format!("{KUBERNETES_REGISTRY}/kube-{name}:v{k8s}")));
+    let versions = input.components;
+    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| k8s.to_owned());
+    let component = |name: &str, v: &Option<String>| {
+        cp(image(format!(
+            "{KUBERNETES_REGISTRY}/kube-{name}:v{}",
+            version(v)
+        )))
+    };
     let install = map([
         ("disk", input.install_disk.into()),
         (
@@ -217,7 +267,10 @@ fn base_document(input: &RenderInput) -> Mapping {
         ("token", secret(&secrets.trustd_token)),
         ("ca", ca(&secrets.os_ca)),
         ("certSANs", input.cert_sans.into()),
-        ("kubelet", image(format!("{KUBELET_IMAGE}:v{k8s}"))),
+        (
+            "kubelet",
+            image(format!("{KUBELET_IMAGE}:v{}", version(&versions.kubelet))),
+        ),
         ("install", install),
         ("network", Mapping::new().into()),
     ]);
@@ -245,10 +298,13 @@ fn base_document(input: &RenderInput) -> Mapping {
         ("aggregatorCA", cp(ca(&secrets.aggregator_ca))),
         ("serviceAccount", cp(service_account)),
         ("etcd", cp(map([("ca", ca(&secrets.etcd_ca))]))),
-        ("apiServer", component("apiserver")),
-        ("controllerManager", component("controller-manager")),
-        ("scheduler", component("scheduler")),
-        ("proxy", component("proxy")),
+        ("apiServer", component("apiserver", &versions.apiserver)),
+        (
+            "controllerManager",
+            component("controller-manager", &versions.controller_manager),
+        ),
+        ("scheduler", component("scheduler", &versions.scheduler)),
+        ("proxy", component("proxy", &versions.proxy)),
     ]);
     let document = map([
         ("version", "v1alpha1".into()),

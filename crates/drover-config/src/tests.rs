@@ -25,8 +25,17 @@ fn input(role: MachineRole, patches: &[Patch]) -> RenderInput<'_> {
         install_disk: "/dev/sda",
         cert_sans: &SANS,
         patches,
+        components: &NO_COMPONENTS,
     }
 }
+
+static NO_COMPONENTS: ComponentVersions = ComponentVersions {
+    apiserver: None,
+    controller_manager: None,
+    scheduler: None,
+    proxy: None,
+    kubelet: None,
+};
 
 fn rendered(role: MachineRole, patches: &[Patch]) -> (RenderedConfig, Value) {
     let config = render(&input(role, patches)).expect("render");
@@ -634,4 +643,31 @@ fn summary_reads_what_a_machine_runs() {
             "{image}"
         );
     }
+}
+
+#[test]
+fn component_versions_can_differ_while_a_kubernetes_upgrade_rolls() {
+    let components = ComponentVersions {
+        apiserver: Some("1.34.0".into()),
+        ..Default::default()
+    };
+    let mut input = input(MachineRole::ControlPlane, &[]);
+    input.components = &components;
+    let config = render(&input).unwrap();
+    let yaml = config.expose();
+    assert!(
+        yaml.contains("registry.k8s.io/kube-apiserver:v1.34.0"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("registry.k8s.io/kube-scheduler:v1.33.1"));
+    assert!(yaml.contains("ghcr.io/siderolabs/kubelet:v1.33.1"));
+    let bad = ComponentVersions {
+        kubelet: Some("v1.34.0".into()),
+        ..Default::default()
+    };
+    input.components = &bad;
+    assert!(
+        render(&input).is_err(),
+        "versions are written without the v"
+    );
 }

@@ -104,6 +104,16 @@ impl MachineApi {
         crate::kube::readyz(&self.hub, address, credentials).await
     }
 
+    /// `GET path` as JSON from the Kubernetes API server on the control plane at `address`.
+    pub async fn kubernetes_get(
+        &self,
+        address: Ipv6Addr,
+        credentials: &crate::KubernetesCredentials,
+        path: &str,
+    ) -> Result<serde_json::Value, crate::ProbeError> {
+        crate::kube::get_json(&self.hub, address, credentials, path).await
+    }
+
     pub fn forget(&self, address: Ipv6Addr) {
         self.channels.lock().expect("not poisoned").remove(&address);
         self.authenticated

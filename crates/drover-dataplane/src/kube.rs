@@ -47,17 +47,43 @@ pub async fn readyz(
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
 ) -> Result<bool, ProbeError> {
+    let (status, _) = get(hub, address, credentials, "/readyz").await?;
+    Ok(status == hyper::StatusCode::OK)
+}
+
+/// `GET path` on the API server, as JSON; an answer other than 200 is an error.
+pub async fn get_json(
+    hub: &Hub,
+    address: Ipv6Addr,
+    credentials: &KubernetesCredentials,
+    path: &str,
+) -> Result<serde_json::Value, ProbeError> {
+    let (status, body) = get(hub, address, credentials, path).await?;
+    if status != hyper::StatusCode::OK {
+        return Err(ProbeError::Unreachable(format!("GET {path}: {status}")));
+    }
+    serde_json::from_slice(&body).map_err(|e| ProbeError::Unreachable(format!("GET {path}: {e}")))
+}
+
+async fn get(
+    hub: &Hub,
+    address: Ipv6Addr,
+    credentials: &KubernetesCredentials,
+    path: &str,
+) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
     let config = Arc::new(client_config(credentials)?);
-    tokio::time::timeout(PROBE_TIMEOUT, probe(hub, address, config))
+    tokio::time::timeout(PROBE_TIMEOUT, request(hub, address, config, path))
         .await
         .map_err(|_| ProbeError::Timeout)?
 }
 
-async fn probe(
+async fn request(
     hub: &Hub,
     address: Ipv6Addr,
     config: Arc<ClientConfig>,
-) -> Result<bool, ProbeError> {
+    path: &str,
+) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
+    use http_body_util::BodyExt;
     let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
     let stream = hub
         .connect(SocketAddrV6::new(address, KUBERNETES_API_PORT, 0, 0))
@@ -72,13 +98,27 @@ async fn probe(
         .await
         .map_err(|e| unreachable(&e))?;
     let driver = tokio::spawn(connection);
-    let request = hyper::Request::get("/readyz")
+    let request = hyper::Request::get(path)
         .header(hyper::header::HOST, SERVER_NAME)
         .body(Empty::<bytes::Bytes>::new())
-        .expect("a valid request");
-    let response = sender.send_request(request).await;
+        .map_err(|e| unreachable(&e))?;
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .to_bytes();
+        Ok((status, body))
+    }
+    .await;
     driver.abort();
-    Ok(response.map_err(|e| unreachable(&e))?.status() == hyper::StatusCode::OK)
+    result
 }
 
 fn client_config(credentials: &KubernetesCredentials) -> Result<ClientConfig, ProbeError> {

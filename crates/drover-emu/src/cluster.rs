@@ -10,7 +10,12 @@
 //!   it boots). A second `Bootstrap` anywhere fails as Talos does. Members are listed, removed
 //!   by id, and leave, through any control plane.
 //! - **Kubernetes nodes**: every machine running the cluster's configuration is a `Node`,
-//!   `Ready` while it runs; the control planes' Kubernetes API lists them.
+//!   `Ready` while it runs, with the component images of its configuration; the control
+//!   planes' Kubernetes API lists them. The cluster's add-ons (kube-proxy, CoreDNS) run the
+//!   images of the bootstrapping control plane's configuration, then of the last configuration
+//!   applied to a control plane.
+//! - **upgrades**: a control plane upgrades only while every etcd member's node runs (Talos
+//!   checks etcd's health first).
 //! - **trustd**: a worker has only the OS CA's certificate, not its key, so it gets its apid
 //!   certificate from a running control plane of the cluster, as Talos workers get theirs from
 //!   trustd on the control planes; until one runs, the worker waits.
@@ -26,6 +31,9 @@ use drover_talos::{EtcdMember, EtcdStatus};
 use tokio::sync::watch;
 use tonic::Status;
 
+use crate::call_log::CallLog;
+use crate::config::{KubernetesImages, image_tag};
+
 /// Validity of the certificates the emulator issues (apid, Kubernetes API).
 pub(crate) const SERVING_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -40,6 +48,7 @@ struct Inner {
     clusters: Mutex<HashMap<String, Cluster>>,
     /// Bumped on every change, for whoever waits for one.
     changes: watch::Sender<u64>,
+    calls: CallLog,
 }
 
 impl std::fmt::Debug for ClusterRegistry {
@@ -64,6 +73,24 @@ struct Cluster {
     members: Vec<Member>,
     /// Machines that run the cluster's configuration, by UUID.
     nodes: BTreeMap<String, ClusterNode>,
+    /// Once bootstrapped.
+    addons: Option<Addons>,
+}
+
+/// The images of the cluster's add-ons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Addons {
+    pub proxy: String,
+    pub coredns: String,
+}
+
+impl Addons {
+    fn of(images: &KubernetesImages) -> Self {
+        Self {
+            proxy: images.proxy.clone(),
+            coredns: images.coredns.clone(),
+        }
+    }
 }
 
 struct Member {
@@ -92,7 +119,8 @@ pub(crate) struct ClusterNode {
     pub hostname: String,
     pub address: Ipv6Addr,
     pub control_plane: bool,
-    pub kubelet_version: String,
+    /// Of its configuration (a control plane's static pods, its kubelet).
+    pub images: KubernetesImages,
     pub talos_version: String,
     pub arch: String,
     pub boot_id: String,
@@ -100,13 +128,27 @@ pub(crate) struct ClusterNode {
     pub running: bool,
     /// When the machine first ran the configuration.
     pub created_at: DateTime<Utc>,
+    /// When this boot came up.
+    pub up_since: DateTime<Utc>,
     /// A control plane's OS CA with its key: what trustd signs worker certificates with.
     pub os_ca: Option<CertAndKey>,
+}
+
+impl ClusterNode {
+    /// The kubelet's version, e.g. `v1.33.1`.
+    pub fn kubelet_version(&self) -> &str {
+        image_tag(&self.images.kubelet)
+    }
 }
 
 impl ClusterRegistry {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The mutating calls the machines of this registry received.
+    pub fn calls(&self) -> &CallLog {
+        &self.inner.calls
     }
 
     /// How many `Bootstrap` calls nodes of the cluster received, successful or not.
@@ -135,6 +177,15 @@ impl ClusterRegistry {
             .collect()
     }
 
+    /// Hostnames of the cluster's nodes that run (`Ready`; not rebooting, upgrading or off).
+    pub fn ready_node_names(&self, cluster_id: &str) -> Vec<String> {
+        self.nodes(cluster_id)
+            .into_iter()
+            .filter(|n| n.running)
+            .map(|n| n.hostname)
+            .collect()
+    }
+
     /// Waits until `done` holds for the registry (checked now and after every change).
     pub async fn wait_until(&self, mut done: impl FnMut(&ClusterRegistry) -> bool) {
         let mut changes = self.inner.changes.subscribe();
@@ -155,6 +206,15 @@ impl ClusterRegistry {
             .get(cluster_id)
             .map(|c| c.nodes.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn node(&self, cluster_id: &str, uuid: &str) -> Option<ClusterNode> {
+        self.lock().get(cluster_id)?.nodes.get(uuid).cloned()
+    }
+
+    /// The add-ons' images, once bootstrapped.
+    pub(crate) fn addons(&self, cluster_id: &str) -> Option<Addons> {
+        self.lock().get(cluster_id)?.addons.clone()
     }
 
     /// A machine came up running the cluster's configuration (once per boot): it is a running
@@ -189,13 +249,51 @@ impl ClusterRegistry {
         });
     }
 
-    /// A configuration applied without a reboot changed the machine's kubelet.
-    pub(crate) fn set_kubelet_version(&self, cluster_id: &str, uuid: &str, version: &str) {
+    /// A configuration applied without a reboot changed the machine's components.
+    pub(crate) fn set_images(&self, cluster_id: &str, uuid: &str, images: &KubernetesImages) {
         self.change(cluster_id, |cluster| {
             if let Some(node) = cluster.nodes.get_mut(uuid) {
-                node.kubelet_version = version.to_owned();
+                node.images = images.clone();
             }
         });
+    }
+
+    /// A configuration was applied to a control plane: once bootstrapped, the add-ons follow
+    /// it.
+    pub(crate) fn apply_addons(&self, cluster_id: &str, images: &KubernetesImages) {
+        self.change(cluster_id, |cluster| {
+            if let Some(addons) = &mut cluster.addons {
+                *addons = Addons::of(images);
+            }
+        });
+    }
+
+    /// Whether the control plane `uuid` may upgrade: Talos refuses while an etcd member is not
+    /// healthy (here: its node is not running), or with two members (one down loses quorum).
+    pub(crate) fn validate_upgrade(&self, cluster_id: &str, uuid: &str) -> Result<(), Status> {
+        let refuse = |reason: String| {
+            Status::failed_precondition(format!("error validating etcd for upgrade: {reason}"))
+        };
+        let clusters = self.lock();
+        let cluster =
+            running_etcd(clusters.get(cluster_id)).map_err(|s| refuse(s.message().into()))?;
+        if cluster.members.len() == 2 {
+            return Err(refuse(
+                "etcd member count(2) is insufficient to maintain quorum if upgrade commences"
+                    .into(),
+            ));
+        }
+        let down = cluster
+            .members
+            .iter()
+            .find(|m| m.uuid != uuid && !cluster.nodes.get(&m.uuid).is_some_and(|n| n.running));
+        match down {
+            Some(member) => Err(refuse(format!(
+                "etcd member {:016x} is not healthy; all members must be healthy to perform an upgrade",
+                member.id
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The machine was reset: it is no node of the cluster any more. Its etcd member, if it
@@ -237,6 +335,7 @@ impl ClusterRegistry {
             for node in &joining {
                 cluster.add_member(node);
             }
+            cluster.addons = joining.first().map(|n| Addons::of(&n.images));
             Ok(())
         })
     }
@@ -383,14 +482,64 @@ mod tests {
             hostname: format!("node-{n}"),
             address: Ipv6Addr::new(0xfdae, 0, 0, 0, 0, 0, 0, u16::from(n)),
             control_plane,
-            kubelet_version: "v1.33.1".into(),
+            images: images("v1.33.1"),
             talos_version: "v1.13.8".into(),
             arch: "amd64".into(),
             boot_id: format!("boot-{n}"),
             running: true,
             created_at: Utc::now(),
+            up_since: Utc::now(),
             os_ca: None,
         }
+    }
+
+    fn images(version: &str) -> KubernetesImages {
+        let image = |name: &str| format!("registry.k8s.io/kube-{name}:{version}");
+        KubernetesImages {
+            kubelet: format!("ghcr.io/siderolabs/kubelet:{version}"),
+            api_server: image("apiserver"),
+            controller_manager: image("controller-manager"),
+            scheduler: image("scheduler"),
+            proxy: image("proxy"),
+            coredns: crate::config::DEFAULT_COREDNS_IMAGE.into(),
+        }
+    }
+
+    #[test]
+    fn addons_come_with_bootstrap_and_follow_control_plane_configs() {
+        let r = ClusterRegistry::new();
+        r.join("c", "prod", node(1, true));
+        r.apply_addons("c", &images("v1.34.0"));
+        assert_eq!(r.addons("c"), None, "no add-ons before bootstrap");
+        r.bootstrap("c", "uuid-1", true).unwrap();
+        assert_eq!(r.addons("c").unwrap().proxy, images("v1.33.1").proxy);
+        r.apply_addons("c", &images("v1.34.0"));
+        assert_eq!(r.addons("c").unwrap().proxy, images("v1.34.0").proxy);
+        r.set_images("c", "uuid-1", &images("v1.34.0"));
+        assert_eq!(r.node("c", "uuid-1").unwrap().kubelet_version(), "v1.34.0");
+    }
+
+    #[test]
+    fn a_control_plane_upgrades_only_while_every_member_is_healthy() {
+        let r = ClusterRegistry::new();
+        let code = |r: &ClusterRegistry, uuid| r.validate_upgrade("c", uuid).map_err(|e| e.code());
+        r.join("c", "prod", node(1, true));
+        assert_eq!(
+            code(&r, "uuid-1"),
+            Err(tonic::Code::FailedPrecondition),
+            "no etcd"
+        );
+        r.bootstrap("c", "uuid-1", true).unwrap();
+        assert_eq!(code(&r, "uuid-1"), Ok(()), "a single member");
+        r.join("c", "prod", node(2, true));
+        let err = r.validate_upgrade("c", "uuid-1").unwrap_err();
+        assert!(err.message().contains("count(2)"), "{err:?}");
+        r.join("c", "prod", node(3, true));
+        assert_eq!(code(&r, "uuid-1"), Ok(()));
+        r.set_running("c", "uuid-2", false);
+        let err = r.validate_upgrade("c", "uuid-1").unwrap_err();
+        assert!(err.message().contains("is not healthy"), "{err:?}");
+        assert_eq!(code(&r, "uuid-2"), Ok(()), "the member itself may be down");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `{version: v1alpha1, machine: {...}, cluster: {...}}` and the others (`apiVersion` +
 //! `kind`) are ignored here. Only these fields are read: `machine.type`, `machine.ca`,
 //! `machine.kubelet.image`, `machine.install.disk`, `cluster.id`, `cluster.clusterName`,
-//! `cluster.ca`, `cluster.apiServer.image`. Certificates and keys are base64 of PEM.
+//! `cluster.ca`, and the images of `cluster.apiServer`, `cluster.controllerManager`,
+//! `cluster.scheduler`, `cluster.proxy` and `cluster.coreDNS`. Certificates and keys are base64
+//! of PEM.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,6 +16,42 @@ use serde::Deserialize;
 
 /// The Kubernetes version when a configuration names no kubelet image.
 pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.1";
+
+/// Where Talos's kubelet images come from.
+const KUBELET_IMAGE: &str = "ghcr.io/siderolabs/kubelet";
+/// Where the Kubernetes control plane and kube-proxy images come from.
+const KUBERNETES_REGISTRY: &str = "registry.k8s.io";
+
+/// The CoreDNS image when a configuration names none (`cluster.coreDNS.image`).
+pub const DEFAULT_COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
+
+/// The Kubernetes components a configuration runs: the images it names, Talos's defaults for
+/// those it does not (the kubelet's version for the control plane and kube-proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesImages {
+    /// `machine.kubelet.image`.
+    pub kubelet: String,
+    /// `cluster.apiServer.image` (a static pod on each control plane).
+    pub api_server: String,
+    /// `cluster.controllerManager.image`.
+    pub controller_manager: String,
+    /// `cluster.scheduler.image`.
+    pub scheduler: String,
+    /// `cluster.proxy.image` (kube-proxy, on every node).
+    pub proxy: String,
+    /// `cluster.coreDNS.image`.
+    pub coredns: String,
+}
+
+/// The tag of an image reference (`registry[:port]/name:tag[@digest]`), e.g. `v1.33.1`; empty
+/// without one.
+pub fn image_tag(image: &str) -> &str {
+    let reference = image.split('@').next().unwrap_or_default();
+    match reference.rsplit_once(':') {
+        Some((_, tag)) if !tag.contains('/') => tag,
+        _ => "",
+    }
+}
 
 /// `machine.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,10 +99,14 @@ pub(crate) struct MachineConfig {
     pub os_ca: ConfigCa,
     /// `cluster.ca`: the Kubernetes CA (the key on control planes only).
     pub kubernetes_ca: ConfigCa,
+    pub images: KubernetesImages,
+}
+
+impl MachineConfig {
     /// From the `machine.kubelet.image` tag, e.g. `v1.33.1`.
-    pub kubelet_version: String,
-    /// From the `cluster.apiServer.image` tag; the kubelet's version when absent.
-    pub api_server_version: String,
+    pub fn kubelet_version(&self) -> &str {
+        image_tag(&self.images.kubelet)
+    }
 }
 
 impl std::fmt::Debug for MachineConfig {
@@ -73,7 +115,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("machine_type", &self.machine_type)
             .field("cluster_id", &self.cluster_id)
             .field("cluster_name", &self.cluster_name)
-            .field("kubelet_version", &self.kubelet_version)
+            .field("images", &self.images)
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +153,11 @@ struct Cluster {
     cluster_name: Option<String>,
     ca: Option<Pem>,
     api_server: Option<Image>,
+    controller_manager: Option<Image>,
+    scheduler: Option<Image>,
+    proxy: Option<Image>,
+    #[serde(rename = "coreDNS")]
+    coredns: Option<Image>,
 }
 
 #[derive(Deserialize, Default)]
@@ -160,18 +207,35 @@ impl MachineConfig {
         let control_plane = machine_type == MachineType::ControlPlane;
         let os_ca = ca(machine.ca, "machine.ca", control_plane)?;
         let kubernetes_ca = ca(cluster.ca, "cluster.ca", control_plane)?;
-        let kubelet_version = image_version(machine.kubelet, "machine.kubelet.image")?
-            .unwrap_or_else(|| DEFAULT_KUBERNETES_VERSION.to_owned());
-        let api_server_version = image_version(cluster.api_server, "cluster.apiServer.image")?
-            .unwrap_or_else(|| kubelet_version.clone());
+        let kubelet = image(machine.kubelet, "machine.kubelet.image")?
+            .unwrap_or_else(|| format!("{KUBELET_IMAGE}:{DEFAULT_KUBERNETES_VERSION}"));
+        let version = image_tag(&kubelet).to_owned();
+        let component = |field: Option<Image>, path: &str, name: &str| {
+            Ok::<_, ConfigError>(
+                image(field, path)?
+                    .unwrap_or_else(|| format!("{KUBERNETES_REGISTRY}/kube-{name}:{version}")),
+            )
+        };
+        let images = KubernetesImages {
+            api_server: component(cluster.api_server, "cluster.apiServer.image", "apiserver")?,
+            controller_manager: component(
+                cluster.controller_manager,
+                "cluster.controllerManager.image",
+                "controller-manager",
+            )?,
+            scheduler: component(cluster.scheduler, "cluster.scheduler.image", "scheduler")?,
+            proxy: component(cluster.proxy, "cluster.proxy.image", "proxy")?,
+            coredns: image(cluster.coredns, "cluster.coreDNS.image")?
+                .unwrap_or_else(|| DEFAULT_COREDNS_IMAGE.to_owned()),
+            kubelet,
+        };
         Ok(Self {
             machine_type,
             cluster_id,
             cluster_name,
             os_ca,
             kubernetes_ca,
-            kubelet_version,
-            api_server_version,
+            images,
         })
     }
 }
@@ -228,17 +292,17 @@ fn decode_pem(base64: &str, field: &str) -> Result<String, ConfigError> {
     Ok(text)
 }
 
-/// The tag of `image` (`registry/name:vX.Y.Z`), when there is one.
-fn image_version(image: Option<Image>, field: &str) -> Result<Option<String>, ConfigError> {
+/// `image` (`registry/name:vX.Y.Z`), when given; it must have a version tag.
+fn image(image: Option<Image>, field: &str) -> Result<Option<String>, ConfigError> {
     let Some(image) = image.and_then(|i| i.image) else {
         return Ok(None);
     };
-    match image.rsplit_once(':') {
-        Some((_, tag)) if tag.starts_with('v') && !tag.contains('/') => Ok(Some(tag.to_owned())),
-        _ => Err(invalid(format!(
+    if !image_tag(&image).starts_with('v') {
+        return Err(invalid(format!(
             "{field} {image:?} has no version tag (like :v1.33.1)"
-        ))),
+        )));
     }
+    Ok(Some(image))
 }
 
 #[cfg(test)]
@@ -287,6 +351,8 @@ cluster:
     endpoint: https://prod.example:6443
   ca:
     crt: {crt}{kube_key}
+  controllerManager:
+    image: registry.k8s.io/kube-controller-manager:v1.33.0
 ---
 apiVersion: v1alpha1
 kind: SideroLinkConfig
@@ -308,8 +374,19 @@ apiUrl: grpc://192.0.2.10:8090?jointoken=x
         assert_eq!(c.machine_type, MachineType::ControlPlane);
         assert_eq!(c.cluster_id, "Y2x1c3Rlci1pZA==");
         assert_eq!(c.cluster_name, "prod");
-        assert_eq!(c.kubelet_version, "v1.33.1");
-        assert_eq!(c.api_server_version, "v1.33.1");
+        assert_eq!(c.kubelet_version(), "v1.33.1");
+        assert_eq!(
+            c.images,
+            KubernetesImages {
+                kubelet: "ghcr.io/siderolabs/kubelet:v1.33.1".into(),
+                api_server: "registry.k8s.io/kube-apiserver:v1.33.1".into(),
+                controller_manager: "registry.k8s.io/kube-controller-manager:v1.33.0".into(),
+                scheduler: "registry.k8s.io/kube-scheduler:v1.33.1".into(),
+                proxy: "registry.k8s.io/kube-proxy:v1.33.1".into(),
+                coredns: DEFAULT_COREDNS_IMAGE.into(),
+            },
+            "named images, defaults for the others"
+        );
         assert_eq!(c.os_ca.cert_pem, CERT);
         assert!(c.os_ca.signer().is_some() && c.kubernetes_ca.signer().is_some());
     }
@@ -359,5 +436,21 @@ apiUrl: grpc://192.0.2.10:8090?jointoken=x
             "registry:5000/kubelet",
         );
         assert!(refuse(&untagged).starts_with("machine.kubelet.image"));
+        let untagged = config("worker", false, "/dev/sda").replace(
+            "kube-controller-manager:v1.33.0",
+            "kube-controller-manager:latest",
+        );
+        assert!(refuse(&untagged).starts_with("cluster.controllerManager.image"));
+    }
+
+    #[test]
+    fn image_tags() {
+        assert_eq!(image_tag("registry.k8s.io/kube-proxy:v1.33.1"), "v1.33.1");
+        assert_eq!(
+            image_tag("registry:5000/kube-proxy:v1.33.1@sha256:ab"),
+            "v1.33.1"
+        );
+        assert_eq!(image_tag("registry:5000/kube-proxy"), "");
+        assert_eq!(image_tag("kube-proxy"), "");
     }
 }

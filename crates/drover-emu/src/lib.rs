@@ -14,7 +14,8 @@
 //! ```text
 //! drover-emu --api 'grpc://HOST:PORT?jointoken=TOKEN' --machines 100 [--seed drover-emu]
 //!            [--talos-version v1.13.8] [--concurrency 64]
-//!            [--install-duration 1s] [--reboot-duration 1s]
+//!            [--install-duration 1s] [--reboot-duration 1s] [--upgrade-duration 2s]
+//!            [--upgrade-fault MACHINE=fail|boot-back-to-old|hang]...
 //! ```
 //!
 //! A running machine ([`Fleet::run`]) brings up its WireGuard tunnel in userspace (UDP, or
@@ -28,11 +29,19 @@
 //!   Talos's roles; `Bootstrap`, etcd membership and the Kubernetes nodes are shared by the
 //!   machines of a cluster through a [`ClusterRegistry`]; control planes serve a minimal
 //!   Kubernetes API on port 6443 ([`KUBERNETES_API_PORT`]) once etcd is bootstrapped;
-//! - `Reset` forgets the configuration and reboots it into maintenance mode.
+//! - `Reset` forgets the configuration and reboots it into maintenance mode;
+//! - `Upgrade` (Talos < 1.13) or `LifecycleService.Upgrade` (from 1.13) installs the installer
+//!   image's version and reboots into it; [`UpgradeFault`]s make that fail, fall back to the old
+//!   version, or hang;
+//! - the Kubernetes API serves the `kube-system` pods with the component images of the applied
+//!   configurations ([`KubernetesImages`]), and `/version` from the answering API server.
 //!
-//! [`NodeHandle`]s ([`Fleet::nodes`]) show each machine's stage, boot id and configuration
-//! while the fleet runs.
+//! [`NodeHandle`]s ([`Fleet::nodes`]) show each machine's stage, boot id, Talos version and
+//! configuration while the fleet runs, and set its upgrade faults; the [`CallLog`] of the
+//! registry ([`ClusterRegistry::calls`]) records every mutating call the machines received, with
+//! when it started and when what it started was over.
 
+mod call_log;
 mod cluster;
 mod config;
 mod error;
@@ -47,8 +56,11 @@ mod retry;
 mod runtime;
 mod services;
 
+pub use call_log::{Call, CallLog, CallRecord};
 pub use cluster::ClusterRegistry;
-pub use config::{DEFAULT_KUBERNETES_VERSION, MachineType};
+pub use config::{
+    DEFAULT_COREDNS_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesImages, MachineType, image_tag,
+};
 pub use error::ProvisionError;
 pub use fleet::{DEFAULT_CONCURRENCY, Fleet, FleetConfig};
 pub use identity::{DEFAULT_SEED, MachineIdentity};
@@ -56,7 +68,7 @@ pub use kube::KUBERNETES_API_PORT;
 pub use machine::{DEFAULT_TALOS_VERSION, EmulatedMachine, PROVISION_TIMEOUT, Provisioned};
 pub use node::{NodeBehaviour, facts_of};
 pub use retry::RetryPolicy;
-pub use runtime::{Lifecycle, NodeHandle, NodeStatus, RunningConfig};
+pub use runtime::{Lifecycle, NodeHandle, NodeStatus, RunningConfig, UpgradeFault};
 
 // What callers need to drive the API without naming the protocol crates themselves.
 pub use drover_siderolink::JoinUrl;

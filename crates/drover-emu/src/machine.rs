@@ -105,7 +105,6 @@ impl Boot {
 #[derive(Debug)]
 pub struct EmulatedMachine {
     identity: MachineIdentity,
-    talos_version: String,
     boot: Boot,
     pub(crate) runtime: Arc<NodeRuntime>,
 }
@@ -123,12 +122,10 @@ impl EmulatedMachine {
         talos_version: impl Into<String>,
         clusters: ClusterRegistry,
     ) -> Self {
-        let talos_version = talos_version.into();
-        let facts = crate::node::facts(&identity, &talos_version);
+        let facts = crate::node::facts(&identity, &talos_version.into());
         Self {
             runtime: Arc::new(NodeRuntime::new(identity.uuid.clone(), facts, clusters)),
             identity,
-            talos_version,
             boot: Boot::new(),
         }
     }
@@ -142,8 +139,9 @@ impl EmulatedMachine {
         &self.identity
     }
 
-    pub fn talos_version(&self) -> &str {
-        &self.talos_version
+    /// The Talos version this boot runs (it changes with an upgrade's reboot).
+    pub fn talos_version(&self) -> String {
+        self.runtime.talos_version()
     }
 
     /// This boot's WireGuard key pair (the tunnel needs the private half).
@@ -180,7 +178,7 @@ impl EmulatedMachine {
             node_public_key: self.public_key().to_base64(),
             join_token: api.join_token.clone(),
             node_unique_token: Some(self.identity.unique_token.clone()),
-            talos_version: Some(self.talos_version.clone()),
+            talos_version: Some(self.talos_version()),
             wireguard_over_grpc: Some(api.grpc_tunnel),
         }
     }

@@ -7,7 +7,8 @@ use std::time::Instant;
 use clap::Parser;
 use drover_emu::{
     CancellationToken, ClusterRegistry, DEFAULT_CONCURRENCY, DEFAULT_SEED, DEFAULT_TALOS_VERSION,
-    Fleet, FleetConfig, JoinUrl, Lifecycle, NodeBehaviour, ProvisionError, RetryPolicy,
+    Fleet, FleetConfig, JoinUrl, Lifecycle, NodeBehaviour, NodeHandle, ProvisionError, RetryPolicy,
+    UpgradeFault,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -46,6 +47,30 @@ struct Args {
     /// How long a machine is down when it reboots.
     #[arg(long, env = "DROVER_EMU_REBOOT_DURATION", default_value = "1s")]
     reboot_duration: humantime::Duration,
+    /// How long an upgrade pulls and installs the new version before its reboot.
+    #[arg(long, env = "DROVER_EMU_UPGRADE_DURATION", default_value = "2s")]
+    upgrade_duration: humantime::Duration,
+    /// Makes a machine's upgrades go wrong: MACHINE=FAULT, MACHINE an index or a UUID, FAULT
+    /// fail, boot-back-to-old or hang (repeat, or separate with commas).
+    #[arg(long = "upgrade-fault", env = "DROVER_EMU_UPGRADE_FAULT", value_delimiter = ',', value_parser = parse_fault)]
+    upgrade_faults: Vec<(String, UpgradeFault)>,
+}
+
+fn parse_fault(text: &str) -> Result<(String, UpgradeFault), String> {
+    let (machine, fault) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not MACHINE=FAULT"))?;
+    Ok((machine.to_owned(), fault.parse()?))
+}
+
+/// The machine of `fleet` an `--upgrade-fault` names, by index or UUID.
+fn machine_named(fleet: &Fleet, machine: &str) -> anyhow::Result<NodeHandle> {
+    let nodes = fleet.nodes();
+    let by_index = machine.parse::<usize>().ok().and_then(|i| nodes.get(i));
+    by_index
+        .or_else(|| nodes.iter().find(|n| n.uuid() == machine))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("--upgrade-fault: no machine {machine:?} in the fleet"))
 }
 
 #[tokio::main]
@@ -85,9 +110,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         lifecycle: Lifecycle {
             install: args.install_duration.into(),
             reboot: args.reboot_duration.into(),
+            upgrade: args.upgrade_duration.into(),
         },
         clusters: ClusterRegistry::new(),
     });
+    for (machine, fault) in &args.upgrade_faults {
+        let node = machine_named(&fleet, machine)?;
+        tracing::info!(uuid = node.uuid(), %fault, "upgrades of this machine will go wrong");
+        node.set_upgrade_fault(Some(*fault));
+    }
     tracing::info!(machines = total, %server, "joining");
     let started = Instant::now();
     let mut joined = 0usize;

@@ -35,6 +35,11 @@ const PEER_ADDRESS_HEADER: &str = "x-siderolink-ipv6-addr";
 /// How long a tunnel's services may take to finish the calls in flight when it closes.
 const SERVICES_DRAIN: Duration = Duration::from_secs(5);
 
+/// How long a rebooting machine keeps its tunnel after its services stopped, for the last
+/// replies to get out (what a kernel's TCP stack does for the closed sockets of a real node
+/// whose reboot takes seconds anyway).
+const REPLY_LINGER: Duration = Duration::from_millis(200);
+
 /// Timings of a running node. The defaults are Talos's; tests shorten them.
 #[derive(Debug, Clone)]
 pub struct NodeBehaviour {
@@ -239,7 +244,11 @@ impl EmulatedMachine {
                 () = stop.cancelled() => break,
                 () = self.runtime.action_requested() => {
                     if let Some(action) = self.runtime.take_action() {
-                        self.runtime.perform(action, lifecycle).await;
+                        // Powered off mid-action (a hanging upgrade, say): abandoned.
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = self.runtime.perform(action, lifecycle) => {}
+                        }
                         reboot = true;
                         break;
                     }
@@ -256,8 +265,13 @@ impl EmulatedMachine {
             }
         }
         stop.cancel();
-        // In-flight machine API calls finish (and their replies leave) before the tunnel goes.
+        // In-flight machine API calls finish before the tunnel goes, and on a reboot their
+        // replies (the one that asked for it, above all) get a moment to reach the client:
+        // shutting the tunnel down resets its connections, data still queued included.
         let _ = tokio::time::timeout(SERVICES_DRAIN, services).await;
+        if reboot {
+            tokio::time::sleep(REPLY_LINGER).await;
+        }
         link.shutdown().await;
         Ok(LinkEnd {
             logs_sent: logs.await.unwrap_or(false),

@@ -165,7 +165,7 @@ async fn kubernetes_api(
         cluster_id: config.cluster_id.clone(),
         clusters,
         address: link.address(),
-        version: config.api_server_version.clone(),
+        uuid: runtime.uuid().to_owned(),
     };
     let served = match link.listen(KUBERNETES_API_PORT).await {
         Ok(listener) => api

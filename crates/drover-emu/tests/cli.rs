@@ -104,3 +104,28 @@ async fn the_binary_joins_its_machines_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn upgrade_faults_name_a_machine_of_the_fleet_and_a_fault() {
+    let run = |fault: &str| {
+        drover_emu()
+            .args(["--api", "grpc://127.0.0.1:9?jointoken=t", "--machines", "1"])
+            .args(["--upgrade-fault", fault])
+            .output()
+    };
+    let out = run("0=explode").await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"explode\" is not fail, boot-back-to-old or hang"),
+        "{stderr}"
+    );
+
+    let out = run("7=hang").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--upgrade-fault: no machine \"7\" in the fleet"),
+        "{stderr}"
+    );
+}

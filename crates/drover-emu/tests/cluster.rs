@@ -4,172 +4,12 @@
 
 mod common;
 
-use std::net::Ipv6Addr;
-use std::time::Duration;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use common::plane::{TunnelPlane, fast_node, fast_retry, get, request, within};
-use drover_emu::{
-    CancellationToken, ClusterRegistry, Fleet, FleetConfig, Lifecycle, MachineType, NodeHandle,
-    NodeStatus, Stage,
-};
-use drover_pki::{CertAndKey, kubernetes_client_cert, talos_client_cert};
+use common::cluster::{HOUR, Secrets, eventually, in_maintenance, json, run_fleet, running, wait};
+use common::plane::{TunnelPlane, get, request};
+use drover_emu::{MachineType, NodeHandle, Stage};
+use drover_pki::kubernetes_client_cert;
 use drover_talos::{ApplyMode, client};
-use secrecy::ExposeSecret as _;
-use serde_json::Value;
-use tokio::task::JoinHandle;
 use tonic::Code;
-
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// What droverd would keep for a cluster: its id and CAs.
-struct Secrets {
-    cluster_id: String,
-    os_ca: CertAndKey,
-    kubernetes_ca: CertAndKey,
-}
-
-impl Secrets {
-    fn generate(name: &str) -> Self {
-        let now = chrono::Utc::now();
-        Self {
-            cluster_id: BASE64.encode(format!("{name}-cluster-id")),
-            os_ca: drover_pki::generate_os_ca(name, now).unwrap(),
-            kubernetes_ca: drover_pki::generate_kubernetes_ca(name, now).unwrap(),
-        }
-    }
-
-    /// A machine configuration like droverd's: keys only for control planes.
-    fn config(&self, machine_type: MachineType, kubelet: &str) -> Vec<u8> {
-        let b64 = |s: &str| BASE64.encode(s);
-        let control_plane = machine_type == MachineType::ControlPlane;
-        let key = |ca: &CertAndKey| {
-            if control_plane {
-                format!("\n    key: {}", b64(ca.key_pem.expose_secret()))
-            } else {
-                String::new()
-            }
-        };
-        format!(
-            "version: v1alpha1
-machine:
-  type: {kind}
-  token: abcdef.0123456789abcdef
-  ca:
-    crt: {os_crt}{os_key}
-  kubelet:
-    image: ghcr.io/siderolabs/kubelet:{kubelet}
-  install:
-    disk: /dev/sda
-cluster:
-  id: {id}
-  clusterName: emu
-  controlPlane:
-    endpoint: https://emu.example:6443
-  ca:
-    crt: {kube_crt}{kube_key}
-  apiServer:
-    image: registry.k8s.io/kube-apiserver:{kubelet}
-",
-            kind = machine_type.as_str(),
-            os_crt = b64(&self.os_ca.cert_pem),
-            os_key = key(&self.os_ca),
-            id = self.cluster_id,
-            kube_crt = b64(&self.kubernetes_ca.cert_pem),
-            kube_key = key(&self.kubernetes_ca),
-        )
-        .into_bytes()
-    }
-
-    fn talos_client(&self, role: &str) -> CertAndKey {
-        talos_client_cert(&self.os_ca, "drover", role, HOUR).unwrap()
-    }
-
-    fn kube_client(&self, user: &str, groups: &[&str]) -> CertAndKey {
-        kubernetes_client_cert(&self.kubernetes_ca, user, groups, HOUR).unwrap()
-    }
-}
-
-struct Running {
-    nodes: Vec<NodeHandle>,
-    clusters: ClusterRegistry,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.cancel.cancel();
-        within("the fleet stops", self.task).await.unwrap();
-    }
-}
-
-/// `n` machines joined to `plane`, installing and rebooting instantly.
-fn run_fleet(plane: &TunnelPlane, n: usize, seed: &str) -> Running {
-    let mut config = FleetConfig::new(plane.api(), n);
-    config.seed = seed.into();
-    config.lifecycle = Lifecycle::INSTANT;
-    let mut fleet = Fleet::new(config);
-    let nodes = fleet.nodes();
-    let clusters = fleet.clusters().clone();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            fleet
-                .run(&fast_retry(), &fast_node(), &cancel)
-                .await
-                .unwrap()
-        }
-    });
-    Running {
-        nodes,
-        clusters,
-        cancel,
-        task,
-    }
-}
-
-async fn wait(node: &NodeHandle, what: &str, done: impl FnMut(&NodeStatus) -> bool) -> NodeStatus {
-    within(what, node.wait_until(done)).await
-}
-
-async fn in_maintenance(node: &NodeHandle) -> (Ipv6Addr, String) {
-    let status = wait(node, "maintenance", |s| {
-        s.stage == Stage::Maintenance && s.ready && s.address.is_some()
-    })
-    .await;
-    (status.address.unwrap(), status.boot_id)
-}
-
-async fn running(node: &NodeHandle) -> NodeStatus {
-    wait(node, "running", |s| {
-        s.stage == Stage::Running && s.ready && s.address.is_some()
-    })
-    .await
-}
-
-/// Retries a call until the node's new boot answers (its tunnel may still be coming up).
-async fn eventually<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>(
-    what: &str,
-    mut call: impl FnMut() -> F,
-) -> T {
-    within(what, async {
-        loop {
-            match call().await {
-                Ok(value) => return value,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    })
-    .await
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machines_become_a_cluster() {
     let plane = TunnelPlane::start().await;
@@ -178,7 +18,7 @@ async fn machines_become_a_cluster() {
     let (control_planes, worker) = (&fleet.nodes[..3], &fleet.nodes[3]);
 
     // Maintenance mode: configurations are checked before anything happens.
-    let (address, _) = in_maintenance(&control_planes[0]).await;
+    let (address, _) = in_maintenance(&plane, &control_planes[0]).await;
     let insecure = plane.maintenance_apid(address);
     let no_type = b"version: v1alpha1\nmachine: {}\ncluster: {}\n";
     let err = client::apply_configuration(&insecure, no_type, ApplyMode::Auto)
@@ -199,7 +39,7 @@ async fn machines_become_a_cluster() {
     // Apply: three control planes and a worker install, reboot, and run.
     let mut before = Vec::new();
     for (n, node) in fleet.nodes.iter().enumerate() {
-        let (address, boot_id) = in_maintenance(node).await;
+        let (address, boot_id) = in_maintenance(&plane, node).await;
         let kind = if n < 3 {
             MachineType::ControlPlane
         } else {
@@ -485,7 +325,7 @@ async fn reset_returns_a_machine_to_maintenance() {
     let secrets = Secrets::generate("reset");
     let node = &fleet.nodes[0];
 
-    let (address, _) = in_maintenance(node).await;
+    let (address, _) = in_maintenance(&plane, node).await;
     client::apply_configuration(
         &plane.maintenance_apid(address),
         &secrets.config(MachineType::ControlPlane, "v1.33.1"),

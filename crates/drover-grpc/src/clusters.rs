@@ -126,6 +126,117 @@ impl ClusterService for Management {
             up_to_date: v.up_to_date,
         }))
     }
+
+    async fn start_upgrade(
+        &self,
+        request: Request<pb::StartUpgradeRequest>,
+    ) -> Result<Response<pb::Upgrade>, Status> {
+        let ctx = self.context(&request).await?;
+        let req = request.into_inner();
+        let kind = enum_from(&req.kind, "kind").map_err(status)?;
+        let u = self
+            .drover()
+            .start_upgrade(
+                &ctx,
+                &req.cluster,
+                model::StartUpgrade {
+                    kind,
+                    version: req.version,
+                    dry_run: req.dry_run,
+                },
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(upgrade(u)))
+    }
+
+    async fn get_upgrade(
+        &self,
+        request: Request<pb::ClusterRef>,
+    ) -> Result<Response<pb::Upgrade>, Status> {
+        let ctx = self.context(&request).await?;
+        let u = self
+            .drover()
+            .get_upgrade(&ctx, &request.get_ref().name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(upgrade(u)))
+    }
+
+    async fn set_upgrade_state(
+        &self,
+        request: Request<pb::SetUpgradeStateRequest>,
+    ) -> Result<Response<pb::Upgrade>, Status> {
+        let ctx = self.context(&request).await?;
+        let req = request.into_inner();
+        let state = enum_from(&req.state, "state").map_err(status)?;
+        let u = self
+            .drover()
+            .set_upgrade_state(&ctx, &req.cluster, state)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(upgrade(u)))
+    }
+
+    async fn list_cluster_events(
+        &self,
+        request: Request<pb::ListClusterEventsRequest>,
+    ) -> Result<Response<pb::ListClusterEventsResponse>, Status> {
+        let ctx = self.context(&request).await?;
+        let req = request.into_inner();
+        let events = self
+            .drover()
+            .cluster_events(&ctx, &req.cluster, req.after)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListClusterEventsResponse {
+            events: events
+                .into_iter()
+                .map(|e| pb::ClusterEvent {
+                    seq: e.seq,
+                    at: Some(timestamp(e.at)),
+                    kind: e.kind,
+                    message: e.message,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// A lower-camel-case enum value as the REST API spells it.
+fn enum_from<T: serde::de::DeserializeOwned>(
+    text: &str,
+    field: &'static str,
+) -> Result<T, ServiceError> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| ServiceError::invalid(field, format!("{text:?} is not a valid {field}")))
+}
+
+fn upgrade(u: model::Upgrade) -> pb::Upgrade {
+    pb::Upgrade {
+        id: u.id.map(|id| id.to_string()).unwrap_or_default(),
+        cluster: u.cluster,
+        kind: u.kind.as_str().to_owned(),
+        from_version: u.from_version,
+        to_version: u.to_version,
+        state: u.state.as_str().to_owned(),
+        error: u.error.unwrap_or_default(),
+        plan: u.plan,
+        nodes: u
+            .nodes
+            .into_iter()
+            .map(|n| pb::UpgradeNodeStatus {
+                machine: n.machine.to_string(),
+                step: n.step,
+                state: n.state,
+                error: n.error.unwrap_or_default(),
+                started_at: Some(timestamp(n.started_at)),
+                finished_at: n.finished_at.map(timestamp),
+            })
+            .collect(),
+        created_at: u.created_at.map(timestamp),
+        finished_at: u.finished_at.map(timestamp),
+    }
 }
 
 #[tonic::async_trait]

@@ -232,6 +232,8 @@ pub enum ClusterPhase {
     ScalingDown,
     /// Configs are being changed on running machines.
     Reconfiguring,
+    /// A Talos or Kubernetes upgrade is rolling (see the cluster's upgrade).
+    Upgrading,
     /// Every machine runs its current config.
     Running,
     /// Every machine is being reset before the cluster is forgotten.

@@ -7,6 +7,7 @@ mod clusters;
 mod ids;
 pub mod labels;
 mod resources;
+mod upgrades;
 pub mod versions;
 
 pub use clusters::{
@@ -22,6 +23,9 @@ pub use resources::{
 };
 
 pub use labels::{LabelSelector, SelectorError};
+pub use upgrades::{
+    ClusterEvent, StartUpgrade, Upgrade, UpgradeKind, UpgradeNodeStatus, UpgradeState,
+};
 pub use versions::{Version, VersionError};
 
 mod role;

@@ -1,5 +1,7 @@
 //! One reconcile round of one cluster.
 
+mod upgrade;
+
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
@@ -68,9 +70,18 @@ impl Reconciler {
         let missing = round.allocate_and_release().await?;
         round.choose_endpoint().await?;
         round.step_members().await;
+        let upgrading = match round.active_upgrade().await? {
+            Some(upgrade) => {
+                if let Err(err) = round.drive_upgrade(&upgrade).await {
+                    tracing::warn!(cluster = %round.cluster.name, error = %err, "upgrade step failed");
+                }
+                true
+            }
+            None => false,
+        };
         let etcd = round.bootstrap_and_track_etcd().await;
         let kubernetes = round.kubernetes_ready().await;
-        round.report(missing, etcd, kubernetes).await
+        round.report(missing, etcd, kubernetes, upgrading).await
     }
 }
 
@@ -101,6 +112,10 @@ impl Round<'_> {
                 phase: parse_phase(&m.phase),
             })
             .collect()
+    }
+
+    fn machine_rows(&self) -> Vec<MachineRow> {
+        self.machines.values().cloned().collect()
     }
 
     fn locked(&self, id: &str) -> bool {
@@ -557,7 +572,13 @@ impl Round<'_> {
         }
     }
 
-    async fn report(&self, missing: u32, etcd: Option<u32>, kubernetes: bool) -> Result<(), Error> {
+    async fn report(
+        &self,
+        missing: u32,
+        etcd: Option<u32>,
+        kubernetes: bool,
+        upgrading: bool,
+    ) -> Result<(), Error> {
         let phases: Vec<Phase> = self.members.iter().map(|m| parse_phase(&m.phase)).collect();
         let control_planes = self
             .members
@@ -581,6 +602,8 @@ impl Round<'_> {
                 .any(|p| matches!(p, Phase::Leaving | Phase::Resetting))
             {
                 ClusterPhase::ScalingDown
+            } else if upgrading {
+                ClusterPhase::Upgrading
             } else if missing > 0 || phases.iter().any(|p| *p < Phase::Running) {
                 ClusterPhase::ScalingUp
             } else if self.members.iter().any(|m| {

@@ -33,6 +33,8 @@ pub struct ReconcilerConfig {
     pub interval: Duration,
     /// How long a replica's claim on a cluster lasts without renewal.
     pub lease: Duration,
+    /// A node that has not finished its upgrade step after this long stops the rollout.
+    pub upgrade_step_timeout: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -40,6 +42,7 @@ impl Default for ReconcilerConfig {
         Self {
             interval: Duration::from_secs(2),
             lease: Duration::from_secs(30),
+            upgrade_step_timeout: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -5,8 +5,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use drover_model::{
-    Cluster, ClusterChanges, ClusterSpec, ConfigPatch, Machine, MachineClass, MachineClassSpec,
-    MachineConfigView, Page,
+    Cluster, ClusterChanges, ClusterEvent, ClusterSpec, ConfigPatch, Machine, MachineClass,
+    MachineClassSpec, MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
 };
 use drover_service::{Drover, ServiceError};
 use serde::Deserialize;
@@ -23,6 +23,10 @@ pub(crate) fn routes() -> OpenApiRouter<Drover> {
         .routes(routes!(get_cluster, replace_cluster, delete_cluster))
         .routes(routes!(sync_cluster))
         .routes(routes!(machine_config))
+        .routes(routes!(start_upgrade))
+        .routes(routes!(get_upgrade))
+        .routes(routes!(set_upgrade_state))
+        .routes(routes!(cluster_events))
         .routes(routes!(list_machine_classes))
         .routes(routes!(
             get_machine_class,
@@ -380,4 +384,105 @@ pub(crate) async fn set_machine_patches(
     let Path(id) = id?;
     let Json(patches) = body?;
     Ok(Json(drover.set_machine_patches(&ctx, &id, patches).await?))
+}
+
+/// Start a rolling Talos upgrade of the cluster (or, with `dryRun`, get its per-node plan).
+/// The target must be reachable from the running version and compatible with the cluster's
+/// Kubernetes version; a refusal names the rule.
+#[utoipa::path(
+    post,
+    path = "/api/v1/clusters/{name}/upgrades",
+    tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    request_body = StartUpgrade,
+    responses(
+        (status = 200, description = "The upgrade (or its plan)", body = Upgrade),
+        (status = 409, description = "An upgrade is under way", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The target is refused; the detail names the rule", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn start_upgrade(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Json<StartUpgrade>, JsonRejection>,
+) -> Result<Json<Upgrade>, Problem> {
+    let Path(name) = name?;
+    let Json(req) = body?;
+    Ok(Json(drover.start_upgrade(&ctx, &name, req).await?))
+}
+
+/// The cluster's newest upgrade: state, per-node progress, the plan of what is left.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/{name}/upgrade",
+    tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    responses(
+        (status = 200, description = "The upgrade", body = Upgrade),
+        (status = 404, description = "No such cluster, or it was never upgraded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_upgrade(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Upgrade>, Problem> {
+    let Path(name) = name?;
+    Ok(Json(drover.get_upgrade(&ctx, &name).await?))
+}
+
+/// Pause (`paused`), resume (`running`) or cancel (`cancelled`) the upgrade under way.
+#[utoipa::path(
+    put,
+    path = "/api/v1/clusters/{name}/upgrade/state",
+    tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name")),
+    request_body = UpgradeState,
+    responses(
+        (status = 200, description = "The upgrade", body = Upgrade),
+        (status = 409, description = "Not in a state that can change so", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn set_upgrade_state(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Json<UpgradeState>, JsonRejection>,
+) -> Result<Json<Upgrade>, Problem> {
+    let Path(name) = name?;
+    let Json(state) = body?;
+    Ok(Json(drover.set_upgrade_state(&ctx, &name, state).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventParams {
+    /// Only events after this `seq`.
+    #[serde(default)]
+    after: i64,
+}
+
+/// The cluster's events (upgrade started, node done, failed, finished, ...), oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clusters/{name}/events",
+    tag = "clusters",
+    params(("name" = String, Path, description = "Cluster name"), EventParams),
+    responses(
+        (status = 200, description = "Events", body = Vec<ClusterEvent>),
+        (status = 404, description = "No such cluster", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn cluster_events(
+    State(drover): State<Drover>,
+    Caller(ctx): Caller,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Json<Vec<ClusterEvent>>, Problem> {
+    let Path(name) = name?;
+    let Query(params) = params?;
+    Ok(Json(
+        drover.cluster_events(&ctx, &name, params.after).await?,
+    ))
 }

@@ -595,6 +595,7 @@ pub fn render_machine_config(
         .collect();
     let cert_sans = vec![machine.address.clone()];
     let install_disk = install_disk(spec, machine);
+    let components = component_versions(member);
     drover_config::render(&RenderInput {
         cluster_name: &spec.name,
         talos_version: &spec.talos_version,
@@ -605,6 +606,12 @@ pub fn render_machine_config(
         install_disk: &install_disk,
         cert_sans: &cert_sans,
         patches: &patches,
+        components: &components,
     })
     .map_err(|e| ServiceError::invalid("patches", e.to_string()))
+}
+
+/// The Kubernetes component versions configured on a machine that differ from its cluster's.
+pub fn component_versions(member: &ClusterMachineRow) -> drover_config::ComponentVersions {
+    serde_json::from_value(member.kubernetes_versions.clone()).unwrap_or_default()
 }

@@ -15,6 +15,7 @@ mod machines;
 mod provision;
 pub mod secret_token;
 pub mod secrets;
+pub mod upgrades;
 
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
@@ -23,7 +24,10 @@ use drover_siderolink::keys::PublicKey;
 use drover_store::Store;
 
 pub use bootstrap::{Bootstrap, DEFAULT_TENANT_NAME};
-pub use clusters::{install_disk, machine_labels, parse_phase, parse_role, render_machine_config};
+pub use clusters::{
+    component_versions, install_disk, machine_labels, parse_phase, parse_role,
+    render_machine_config,
+};
 pub use context::{Principal, RequestContext};
 pub use dataplane::{
     KernelLogLine, LOG_LINES_KEPT, LivenessChange, NodeReport, PeerSink, TunnelPeer,

@@ -19,10 +19,13 @@ pub struct ClusterMachineRow {
     pub desired_config_hash: Option<String>,
     pub etcd_member_id: Option<String>,
     pub last_error: Option<String>,
+    /// Kubernetes component versions configured on the machine that differ from the cluster's.
+    pub kubernetes_versions: sqlx::types::JsonValue,
 }
 
 const COLUMNS: &str = "machine_id, cluster_name, machine_set, role, phase, applied_config_hash, \
-    applied_config, applied_at, desired_config_hash, etcd_member_id, last_error";
+    applied_config, applied_at, desired_config_hash, etcd_member_id, last_error, \
+    kubernetes_versions";
 
 pub async fn list_for_cluster(
     e: impl PgExecutor<'_>,
@@ -175,6 +178,52 @@ pub async fn set_etcd_member(
     .bind(tenant_uuid(tenant))
     .bind(machine.as_str())
     .bind(member)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Configures Kubernetes `component` (`apiserver`, `controllerManager`, `scheduler`, `proxy`,
+/// `kubelet`) of a machine at `version`.
+pub async fn set_component_version(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    machine: &MachineId,
+    component: &str,
+    version: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE cluster_machines
+         SET kubernetes_versions = kubernetes_versions || jsonb_build_object($3::text, $4::text)
+         WHERE tenant_id = $1 AND machine_id = $2",
+    )
+    .bind(tenant_uuid(tenant))
+    .bind(machine.as_str())
+    .bind(component)
+    .bind(version)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Pins every Kubernetes component of the cluster's machines that is not pinned yet at
+/// `version`, so that a change of the cluster's version reaches machines only step by step.
+pub async fn pin_component_versions(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    cluster: &str,
+    version: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE cluster_machines
+         SET kubernetes_versions = jsonb_build_object('apiserver', $3::text,
+                 'controllerManager', $3::text, 'scheduler', $3::text, 'proxy', $3::text,
+                 'kubelet', $3::text) || kubernetes_versions
+         WHERE tenant_id = $1 AND cluster_name = $2",
+    )
+    .bind(tenant_uuid(tenant))
+    .bind(cluster)
+    .bind(version)
     .execute(e)
     .await?;
     Ok(())

@@ -15,6 +15,7 @@ pub mod machine_classes;
 pub mod machines;
 pub mod tenant_keys;
 pub mod tenants;
+pub mod upgrades;
 
 use std::time::Duration;
 
@@ -61,6 +62,7 @@ impl From<sqlx::Error> for StoreError {
                 "clusters_pkey" => "a cluster with this name",
                 "cluster_machines_pkey" => "a cluster membership for this machine",
                 "cluster_secrets_pkey" => "this cluster secret",
+                "cluster_upgrades_one_active" => "an upgrade under way for this cluster",
                 _ => "a row with these values",
             };
             return Self::Conflict { constraint, what };

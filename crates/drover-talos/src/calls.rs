@@ -130,6 +130,15 @@ impl ResetOptions {
     }
 }
 
+/// One item of a `LifecycleService.Upgrade` progress stream: a line of the installer's output,
+/// or, last, its exit code (0: installed, the node reboots into it; anything else: nothing
+/// changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallProgress {
+    Message(String),
+    ExitCode(i32),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

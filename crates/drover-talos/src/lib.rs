@@ -10,6 +10,7 @@
 //! - [`events`]: decoding (and, for the emulator, encoding) of the `machine.*Event` messages a
 //!   node publishes to the event sink.
 //! - [`kmsg`]: the JSON-lines kernel log format a node streams to `talos.logging.kernel`.
+//! - [`versions`]: Talos versions and installer images (which upgrade call a node serves).
 //!
 //! The generated protobuf types live in [`drover_proto::talos`], re-exported as [`proto`].
 
@@ -20,12 +21,14 @@ pub mod events;
 pub mod facts;
 pub mod kmsg;
 mod tls;
+pub mod versions;
 
 pub use apid::Role;
-pub use calls::{Applied, ApplyMode, EtcdMember, EtcdStatus, ResetOptions};
+pub use calls::{Applied, ApplyMode, EtcdMember, EtcdStatus, InstallProgress, ResetOptions};
 pub use drover_proto::talos as proto;
 pub use facts::{DiskFact, MachineFacts};
 pub use tls::CredentialsError;
+pub use versions::{TalosVersion, installer_image, version_of_installer_image};
 
 /// Port of the Talos machine API (apid) on a node's tunnel address.
 pub const APID_PORT: u16 = 50000;

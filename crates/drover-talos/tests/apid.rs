@@ -184,7 +184,14 @@ async fn other_calls_are_unimplemented() {
         "apply configuration --mode='no-reboot' is not supported in maintenance mode"
     );
 
-    // A service the emulator does not register at all.
+    // Upgrades need a configured node, whichever call.
+    let image = drover_talos::installer_image("1.13.1");
+    let err = client::upgrade(&channel, &image).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(
+        err.message(),
+        "Upgrade is not available in maintenance mode"
+    );
     let err = LifecycleServiceClient::new(channel.clone())
         .upgrade(LifecycleServiceUpgradeRequest::default())
         .await

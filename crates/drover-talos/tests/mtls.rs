@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_pki::{CertAndKey, generate_os_ca, server_cert, talos_client_cert};
-use drover_talos::apid::{Apid, Machine, MachineFacts, ServerIdentity};
+use drover_talos::apid::{Apid, Machine, MachineFacts, ProgressStream, ServerIdentity};
 use drover_talos::client::{self, ChannelError};
 use drover_talos::proto::machine::BootstrapRequest;
 use drover_talos::proto::machine::machine_service_client::MachineServiceClient;
-use drover_talos::{Applied, ApplyMode, EtcdMember, ResetOptions};
+use drover_talos::{Applied, ApplyMode, EtcdMember, InstallProgress, ResetOptions};
+use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -106,6 +107,37 @@ impl Machine for Recorder {
             options.graceful, options.reboot, options.wipe_partitions
         ));
         Ok(())
+    }
+
+    fn upgrade(&self, image: &str, force: bool) -> Result<(), tonic::Status> {
+        self.record(format!("upgrade {image} force={force}"));
+        Ok(())
+    }
+
+    /// The image's tag says how the installer ends: `:v1.13.1` installs, `:fail` exits with
+    /// 1, `:cut` ends without an exit code, `:refused` is refused before any progress.
+    fn lifecycle_upgrade(&self, image: &str) -> Result<ProgressStream, tonic::Status> {
+        self.record(format!("lifecycle {image}"));
+        let pulling = InstallProgress::Message(format!("pulling {image}"));
+        let progress = match image.rsplit(':').next() {
+            Some("refused") => {
+                return Err(tonic::Status::failed_precondition(
+                    "etcd member 7 is not healthy",
+                ));
+            }
+            Some("fail") => vec![
+                pulling,
+                InstallProgress::Message("error: no such image".into()),
+                InstallProgress::ExitCode(1),
+            ],
+            Some("cut") => vec![pulling],
+            _ => vec![
+                pulling,
+                InstallProgress::Message("installed".into()),
+                InstallProgress::ExitCode(0),
+            ],
+        };
+        Ok(futures::stream::iter(progress).boxed())
     }
 }
 
@@ -255,6 +287,77 @@ async fn a_reader_reads_but_cannot_change_anything() {
     let nobody = channel_as(&node, &node.ca, "os:nobody");
     let err = client::version(&nobody).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn upgrades_through_either_call() {
+    let node = start().await;
+    let channel = admin(&node);
+    let image = drover_talos::installer_image("1.13.1");
+
+    client::upgrade(&channel, &image).await.unwrap();
+    client::lifecycle_upgrade(&channel, &image).await.unwrap();
+    // By the node's current version.
+    client::upgrade_for(&channel, "v1.12.4", &image)
+        .await
+        .unwrap();
+    client::upgrade_for(&channel, "1.13.0", &image)
+        .await
+        .unwrap();
+
+    let err = client::lifecycle_upgrade(&channel, "installer:fail")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    assert_eq!(err.call(), "LifecycleService.Upgrade");
+    assert_eq!(
+        err.message(),
+        "the installer exited with code 1; last progress: error: no such image"
+    );
+    let err = client::lifecycle_upgrade(&channel, "installer:cut")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unknown);
+    assert_eq!(
+        err.message(),
+        "the progress stream ended without an exit code; last progress: pulling installer:cut"
+    );
+    let err = client::lifecycle_upgrade(&channel, "installer:refused")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.message(), "etcd member 7 is not healthy");
+
+    assert_eq!(
+        node.machine.calls(),
+        [
+            format!("upgrade {image} force=false"),
+            format!("lifecycle {image}"),
+            format!("upgrade {image} force=false"),
+            format!("lifecycle {image}"),
+            "lifecycle installer:fail".to_owned(),
+            "lifecycle installer:cut".to_owned(),
+            "lifecycle installer:refused".to_owned(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn only_an_admin_upgrades() {
+    let node = start().await;
+    let image = drover_talos::installer_image("1.13.1");
+    for role in ["os:operator", "os:reader"] {
+        let channel = channel_as(&node, &node.ca, role);
+        for err in [
+            client::upgrade(&channel, &image).await.unwrap_err(),
+            client::lifecycle_upgrade(&channel, &image)
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(err.code(), Code::PermissionDenied, "{role}: {err}");
+        }
+    }
+    assert!(node.machine.calls().is_empty());
 }
 
 #[tokio::test]

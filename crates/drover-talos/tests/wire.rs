@@ -403,6 +403,66 @@ fn memory_and_cpu_info_field_numbers() {
 }
 
 #[test]
+fn upgrade_field_numbers() {
+    use drover_talos::proto::machine::lifecycle_service_install_progress::Response;
+    use drover_talos::proto::machine::{
+        InstallArtifactsSource, LifecycleServiceInstallProgress, LifecycleServiceUpgradeRequest,
+        LifecycleServiceUpgradeResponse, Upgrade, UpgradeRequest,
+    };
+
+    // image = 1 (0x0a), preserve = 2 (0x10), stage = 3 (0x18), force = 4 (0x20),
+    // reboot_mode = 5 (0x28).
+    let legacy = UpgradeRequest {
+        image: "i".into(),
+        preserve: true,
+        stage: true,
+        force: true,
+        reboot_mode: 1,
+    };
+    assert_eq!(
+        legacy.encode_to_vec(),
+        vec![0x0a, 1, b'i', 0x10, 1, 0x18, 1, 0x20, 1, 0x28, 1]
+    );
+    // Upgrade { metadata = 1; ack = 2; actor_id = 3 }.
+    let ack = Upgrade {
+        metadata: None,
+        ack: "a".into(),
+        actor_id: "b".into(),
+    };
+    assert_eq!(ack.encode_to_vec(), vec![0x12, 1, b'a', 0x1a, 1, b'b']);
+
+    // containerd = 1 {driver = 1, namespace = 2}, source = 2 {image_name = 1}.
+    let lifecycle = LifecycleServiceUpgradeRequest {
+        containerd: Some(common::ContainerdInstance {
+            driver: common::ContainerDriver::Cri as i32,
+            namespace: common::ContainerdNamespace::NsSystem as i32,
+        }),
+        source: Some(InstallArtifactsSource {
+            image_name: "i".into(),
+        }),
+    };
+    assert_eq!(
+        lifecycle.encode_to_vec(),
+        vec![0x0a, 4, 0x08, 1, 0x10, 1, 0x12, 3, 0x0a, 1, b'i']
+    );
+    // progress = 1 { oneof: message = 1 | exit_code = 2 }.
+    let progress = |response| LifecycleServiceUpgradeResponse {
+        progress: Some(LifecycleServiceInstallProgress {
+            response: Some(response),
+        }),
+    };
+    assert_eq!(
+        progress(Response::Message("m".into())).encode_to_vec(),
+        vec![0x0a, 3, 0x0a, 1, b'm']
+    );
+    // A zero exit code is still sent: it is a oneof member.
+    assert_eq!(
+        progress(Response::ExitCode(0)).encode_to_vec(),
+        vec![0x0a, 2, 0x10, 0]
+    );
+}
+
+#[test]
 fn grpc_service_names() {
     use drover_talos::proto::{events, machine, storage};
     assert_eq!(

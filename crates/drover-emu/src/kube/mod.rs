@@ -10,11 +10,16 @@
 //!   allowed only to members of `system:masters` (others get `403`). No other authorization
 //!   is emulated: any authenticated user may read.
 //! - Read-only resources: discovery (`/api`, `/api/v1`, `/apis`), `nodes` (one per machine
-//!   running the cluster's configuration, `Ready` while it runs) as JSON or as a
-//!   `meta.k8s.io/v1` `Table` when asked (what `kubectl get nodes` prints), and
+//!   running the cluster's configuration, `Ready` while it runs) and the `kube-system` `pods`
+//!   (see [`pods`]) as JSON or as a `meta.k8s.io/v1` `Table` when asked (what `kubectl get`
+//!   prints), filtered by equality-based label and field selectors ([`selector`]), and
 //!   `selfsubjectreviews` (`kubectl auth whoami`).
+//! - `/version` is the answering control plane's API server version (its configuration's
+//!   `cluster.apiServer.image` tag).
 
 mod objects;
+mod pods;
+mod selector;
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV6};
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -41,7 +46,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use self::selector::{Filter, ListParams};
 use crate::cluster::{ClusterRegistry, SERVING_CERT_VALIDITY};
+use crate::config::image_tag;
 
 /// Port of the Kubernetes API on a control plane.
 pub const KUBERNETES_API_PORT: u16 = 6443;
@@ -59,8 +66,8 @@ pub(crate) struct KubeApi {
     pub clusters: ClusterRegistry,
     /// The serving node's tunnel address.
     pub address: Ipv6Addr,
-    /// `gitVersion` of `/version`, e.g. `v1.33.1`.
-    pub version: String,
+    /// The serving node's UUID (its API server's version is `/version`).
+    pub uuid: String,
 }
 
 /// Errors setting the server up.
@@ -152,6 +159,9 @@ fn router(api: KubeApi) -> Router {
         )
         .route("/api/v1/nodes", get(list_nodes))
         .route("/api/v1/nodes/{name}", get(get_node))
+        .route("/api/v1/pods", get(all_pods))
+        .route("/api/v1/namespaces/{namespace}/pods", get(list_pods))
+        .route("/api/v1/namespaces/{namespace}/pods/{name}", get(get_pod))
         .fallback(not_found)
         .layer(middleware::from_fn(authenticate))
         .with_state(api)
@@ -274,15 +284,31 @@ async fn ok() -> &'static str {
 }
 
 async fn version(State(api): State<KubeApi>) -> Response {
-    objects::version(&api.version)
+    match api.clusters.node(&api.cluster_id, &api.uuid) {
+        Some(node) => objects::version(image_tag(&node.images.api_server)),
+        None => objects::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the API server is shutting down",
+        ),
+    }
 }
 
 async fn whoami(axum::Extension(user): axum::Extension<User>) -> Response {
     objects::self_subject_review(&user)
 }
 
-async fn list_nodes(State(api): State<KubeApi>, headers: HeaderMap) -> Response {
-    let nodes = api.clusters.nodes(&api.cluster_id);
+async fn list_nodes(
+    State(api): State<KubeApi>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> Response {
+    let filter = match Filter::new(&params, objects::NODE_FIELDS) {
+        Ok(filter) => filter,
+        Err(message) => return bad_request(&message),
+    };
+    let mut nodes = api.clusters.nodes(&api.cluster_id);
+    nodes.retain(|n| filter.matches(&objects::node_object(n)));
     objects::node_list(&nodes, wants_table(&headers))
 }
 
@@ -298,6 +324,72 @@ async fn get_node(
             StatusCode::NOT_FOUND,
             "NotFound",
             &format!("nodes \"{name}\" not found"),
+        ),
+    }
+}
+
+impl KubeApi {
+    fn pods(&self) -> Vec<pods::Pod> {
+        let nodes = self.clusters.nodes(&self.cluster_id);
+        pods::kube_system(&nodes, self.clusters.addons(&self.cluster_id).as_ref())
+    }
+
+    /// The pods in `namespace` (every namespace: `None`) that `params` select.
+    fn list_pods(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+        headers: &HeaderMap,
+    ) -> Response {
+        let filter = match Filter::new(params, pods::FIELDS) {
+            Ok(filter) => filter,
+            Err(message) => return bad_request(&message),
+        };
+        let mut pods = if namespace.is_none_or(|n| n == pods::NAMESPACE) {
+            self.pods()
+        } else {
+            Vec::new()
+        };
+        pods.retain(|p| filter.matches(&pods::object(p)));
+        pods::list(&pods, wants_table(headers))
+    }
+}
+
+async fn all_pods(
+    State(api): State<KubeApi>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> Response {
+    api.list_pods(None, &params, &headers)
+}
+
+async fn list_pods(
+    State(api): State<KubeApi>,
+    Path(namespace): Path<String>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> Response {
+    api.list_pods(Some(&namespace), &params, &headers)
+}
+
+fn bad_request(message: &str) -> Response {
+    objects::status(StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+async fn get_pod(
+    State(api): State<KubeApi>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let pod = (namespace == pods::NAMESPACE)
+        .then(|| api.pods().into_iter().find(|p| p.name == name))
+        .flatten();
+    match pod {
+        Some(pod) => pods::get(&pod, wants_table(&headers)),
+        None => objects::status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("pods \"{name}\" not found"),
         ),
     }
 }

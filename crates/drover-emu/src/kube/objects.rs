@@ -11,9 +11,9 @@ use super::{KUBERNETES_API_PORT, KubeApi, User};
 use crate::cluster::ClusterNode;
 
 /// What every object list says its version is (nothing watches this API).
-const RESOURCE_VERSION: &str = "1";
+pub(super) const RESOURCE_VERSION: &str = "1";
 
-fn timestamp(t: DateTime<Utc>) -> String {
+pub(super) fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -68,14 +68,25 @@ pub(super) async fn core_resources() -> Response {
     Json(json!({
         "kind": "APIResourceList",
         "groupVersion": "v1",
-        "resources": [{
-            "name": "nodes",
-            "singularName": "node",
-            "namespaced": false,
-            "kind": "Node",
-            "verbs": ["get", "list"],
-            "shortNames": ["no"],
-        }],
+        "resources": [
+            {
+                "name": "nodes",
+                "singularName": "node",
+                "namespaced": false,
+                "kind": "Node",
+                "verbs": ["get", "list"],
+                "shortNames": ["no"],
+            },
+            {
+                "name": "pods",
+                "singularName": "pod",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get", "list"],
+                "shortNames": ["po"],
+                "categories": ["all"],
+            },
+        ],
     }))
     .into_response()
 }
@@ -176,7 +187,10 @@ fn os_image(node: &ClusterNode) -> String {
 const KERNEL_VERSION: &str = "6.12.0-talos";
 const CONTAINER_RUNTIME: &str = "containerd://2.1.0";
 
-fn node_object(node: &ClusterNode) -> Value {
+/// The fields a node list may be selected by.
+pub(super) const NODE_FIELDS: &[&str] = &["metadata.name"];
+
+pub(super) fn node_object(node: &ClusterNode) -> Value {
     let now = timestamp(Utc::now());
     let (ready, reason, message) = if node.running {
         ("True", "KubeletReady", "kubelet is posting ready status")
@@ -212,8 +226,8 @@ fn node_object(node: &ClusterNode) -> Value {
                 "kernelVersion": KERNEL_VERSION,
                 "osImage": os_image(node),
                 "containerRuntimeVersion": CONTAINER_RUNTIME,
-                "kubeletVersion": node.kubelet_version,
-                "kubeProxyVersion": node.kubelet_version,
+                "kubeletVersion": node.kubelet_version(),
+                "kubeProxyVersion": node.kubelet_version(),
                 "operatingSystem": "linux",
                 "architecture": node.arch,
             },
@@ -221,17 +235,30 @@ fn node_object(node: &ClusterNode) -> Value {
     })
 }
 
+/// A `Table` column of strings (`priority` 1: shown with `-o wide` only).
+pub(super) fn column(name: &str, format: &str, description: &str, priority: u8) -> Value {
+    json!({
+        "name": name,
+        "type": "string",
+        "format": format,
+        "description": description,
+        "priority": priority,
+    })
+}
+
+/// A `meta.k8s.io/v1` `Table`.
+pub(super) fn table(columns: Vec<Value>, rows: Vec<Value>) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": RESOURCE_VERSION},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
 /// The `Table` the API server prints nodes as (`kubectl get nodes [-o wide]`).
 fn node_table(nodes: &[ClusterNode]) -> Value {
-    let column = |name: &str, format: &str, description: &str, priority: u8| {
-        json!({
-            "name": name,
-            "type": "string",
-            "format": format,
-            "description": description,
-            "priority": priority,
-        })
-    };
     let rows: Vec<Value> = nodes
         .iter()
         .map(|node| {
@@ -241,7 +268,7 @@ fn node_table(nodes: &[ClusterNode]) -> Value {
                     if node.running { "Ready" } else { "NotReady" },
                     if node.control_plane { "control-plane" } else { "<none>" },
                     age(Utc::now() - node.created_at),
-                    node.kubelet_version,
+                    node.kubelet_version(),
                     node.address.to_string(),
                     "<none>",
                     os_image(node),
@@ -256,28 +283,33 @@ fn node_table(nodes: &[ClusterNode]) -> Value {
             })
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": RESOURCE_VERSION},
-        "columnDefinitions": [
-            column("Name", "name", "Name must be unique within a namespace.", 0),
-            column("Status", "", "The status of the node", 0),
-            column("Roles", "", "The roles of the node", 0),
-            column("Age", "", "CreationTimestamp of the node.", 0),
-            column("Version", "", "Kubelet Version reported by the node.", 0),
-            column("Internal-IP", "", "List of internal IPs.", 1),
-            column("External-IP", "", "List of external IPs.", 1),
-            column("OS-Image", "", "OS Image reported by the node.", 1),
-            column("Kernel-Version", "", "Kernel Version reported by the node.", 1),
-            column("Container-Runtime", "", "Container Runtime Version reported by the node.", 1),
-        ],
-        "rows": rows,
-    })
+    let columns = vec![
+        column("Name", "name", "Name must be unique within a namespace.", 0),
+        column("Status", "", "The status of the node", 0),
+        column("Roles", "", "The roles of the node", 0),
+        column("Age", "", "CreationTimestamp of the node.", 0),
+        column("Version", "", "Kubelet Version reported by the node.", 0),
+        column("Internal-IP", "", "List of internal IPs.", 1),
+        column("External-IP", "", "List of external IPs.", 1),
+        column("OS-Image", "", "OS Image reported by the node.", 1),
+        column(
+            "Kernel-Version",
+            "",
+            "Kernel Version reported by the node.",
+            1,
+        ),
+        column(
+            "Container-Runtime",
+            "",
+            "Container Runtime Version reported by the node.",
+            1,
+        ),
+    ];
+    table(columns, rows)
 }
 
 /// An age as `kubectl` shows it: `45s`, `3m20s`, `47m`, `5h10m`, `3d4h`, `20d`.
-fn age(elapsed: chrono::TimeDelta) -> String {
+pub(super) fn age(elapsed: chrono::TimeDelta) -> String {
     let seconds = elapsed.num_seconds().max(0);
     let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
     if seconds < 120 {

@@ -9,7 +9,7 @@
 //!   and mutual TLS: a client must present a certificate chaining to the OS CA, and its roles
 //!   (Subject Organization, see [`auth`]) decide what it may call. Every call of
 //!   [`MachineService`](crate::proto::machine::machine_service_server::MachineService) the
-//!   emulator knows is served.
+//!   emulator knows is served, and `LifecycleService.Upgrade`.
 //!
 //! What the calls *do* is up to a [`Machine`] (the emulator's node state); this module is the
 //! wire: TLS, roles, messages and their `metadata`. It serves any stream of connections (not
@@ -17,6 +17,7 @@
 //! tunnel.
 
 mod auth;
+mod lifecycle;
 mod service;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{Stream, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::Status;
@@ -32,9 +34,11 @@ use tonic::transport::server::Connected;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use self::auth::{ROLE_METADATA, Role};
+use self::lifecycle::LifecycleApi;
 use self::service::{MachineApi, StorageApi};
-use crate::calls::{Applied, ApplyMode, EtcdMember, EtcdStatus, ResetOptions};
+use crate::calls::{Applied, ApplyMode, EtcdMember, EtcdStatus, InstallProgress, ResetOptions};
 pub use crate::facts::{DiskFact, MachineFacts};
+use crate::proto::machine::lifecycle_service_server::LifecycleServiceServer;
 use crate::proto::machine::machine_service_server::MachineServiceServer;
 use crate::proto::storage::storage_service_server::StorageServiceServer;
 use crate::tls::{CredentialsError, ensure_crypto_provider, standard_key_pem};
@@ -109,7 +113,23 @@ pub trait Machine: Send + Sync + 'static {
     fn reset(&self, _options: &ResetOptions) -> Result<(), Status> {
         Err(not_emulated("Reset"))
     }
+
+    /// `Upgrade` (the legacy call): check the request and start upgrading to the installer
+    /// `image`; the upgrade and its reboot happen after the acknowledgement. `force`: skip the
+    /// etcd health check of a control plane.
+    fn upgrade(&self, _image: &str, _force: bool) -> Result<(), Status> {
+        Err(not_emulated("Upgrade"))
+    }
+
+    /// `LifecycleService.Upgrade` to the installer `image`: the installer's progress, ending
+    /// with its exit code; on 0 the node then reboots into the new version.
+    fn lifecycle_upgrade(&self, _image: &str) -> Result<ProgressStream, Status> {
+        Err(not_emulated("LifecycleService.Upgrade"))
+    }
 }
+
+/// What [`Machine::lifecycle_upgrade`] streams.
+pub type ProgressStream = BoxStream<'static, InstallProgress>;
 
 impl Machine for MachineFacts {
     fn facts(&self) -> MachineFacts {
@@ -250,6 +270,10 @@ impl Apid {
         Server::builder()
             .tls_config(tls)?
             .add_service(MachineServiceServer::new(MachineApi::new(
+                self.machine.clone(),
+                maintenance,
+            )))
+            .add_service(LifecycleServiceServer::new(LifecycleApi::new(
                 self.machine.clone(),
                 maintenance,
             )))

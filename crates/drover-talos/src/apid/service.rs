@@ -21,8 +21,8 @@ use crate::proto::machine::{
     EtcdRemoveMemberByIdRequest, EtcdRemoveMemberByIdResponse, EtcdStatus, EtcdStatusResponse,
     FeaturesInfo, MemInfo, Memory, MemoryResponse, PlatformInfo, RebootRequest, RebootResponse,
     Reset, ResetRequest, ResetResponse, ServiceHealth, ServiceInfo, ServiceList,
-    ServiceListResponse, ShutdownRequest, ShutdownResponse, UpgradeRequest, UpgradeResponse,
-    Version, VersionInfo, VersionResponse,
+    ServiceListResponse, ShutdownRequest, ShutdownResponse, Upgrade, UpgradeRequest,
+    UpgradeResponse, Version, VersionInfo, VersionResponse,
 };
 use crate::proto::storage::storage_service_server::StorageService;
 use crate::proto::storage::{Disk, Disks, DisksResponse};
@@ -317,7 +317,23 @@ impl MachineService for MachineApi {
         request: Request<UpgradeRequest>,
     ) -> Result<Response<UpgradeResponse>, Status> {
         self.admit(&request, "Upgrade", ADMIN, false)?;
-        Err(not_emulated("Upgrade"))
+        let request = request.into_inner();
+        if request.stage {
+            return Err(not_emulated("a staged Upgrade"));
+        }
+        if request.image.is_empty() {
+            return Err(Status::invalid_argument(
+                "an upgrade needs an installer image",
+            ));
+        }
+        self.machine.upgrade(&request.image, request.force)?;
+        Ok(Response::new(UpgradeResponse {
+            messages: vec![Upgrade {
+                metadata: self.metadata(),
+                ack: "Upgrade request received".to_owned(),
+                actor_id: String::new(),
+            }],
+        }))
     }
 
     async fn version(&self, request: Request<()>) -> Result<Response<VersionResponse>, Status> {

@@ -29,7 +29,7 @@ pub struct TalosError {
 }
 
 impl TalosError {
-    fn new(call: &'static str, code: Code, message: impl Into<String>) -> Self {
+    pub(super) fn new(call: &'static str, code: Code, message: impl Into<String>) -> Self {
         Self {
             call,
             code,
@@ -37,7 +37,7 @@ impl TalosError {
         }
     }
 
-    fn from_status(call: &'static str, status: tonic::Status) -> Self {
+    pub(super) fn from_status(call: &'static str, status: tonic::Status) -> Self {
         Self::new(call, status.code(), status.message())
     }
 
@@ -65,7 +65,7 @@ impl From<TalosError> for tonic::Status {
 }
 
 /// The one item of a reply, once its metadata says it succeeded.
-fn item<T>(
+pub(super) fn item<T>(
     call: &'static str,
     messages: Vec<T>,
     metadata: impl Fn(&T) -> Option<&Metadata>,
@@ -98,7 +98,7 @@ fn check(call: &'static str, metadata: Option<&Metadata>) -> Result<(), TalosErr
     Ok(())
 }
 
-fn machine(channel: &Channel) -> MachineServiceClient<Channel> {
+pub(super) fn machine(channel: &Channel) -> MachineServiceClient<Channel> {
     MachineServiceClient::new(channel.clone())
 }
 

@@ -10,10 +10,11 @@
 //!
 //! Both take a `dial` function, so droverd can open the TCP connection through its userspace
 //! tunnel to `[node]:50000`. The typed calls ([`version`], [`apply_configuration`],
-//! [`bootstrap`], ...) work on either channel and fail with a [`TalosError`], which keeps the
+//! [`bootstrap`], [`upgrade_for`], ...) work on either channel and fail with a [`TalosError`], which keeps the
 //! gRPC code (also of an error a node reports in a reply's `metadata`).
 
 mod calls;
+mod upgrade;
 mod verify;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ pub use self::calls::{
     NodeVersion, TalosError, apply_configuration, bootstrap, cpu_cores, disks, etcd_leave_cluster,
     etcd_member_list, etcd_remove_member_by_id, memory_mib, reset, service_list, version,
 };
+pub use self::upgrade::{lifecycle_upgrade, upgrade, upgrade_for};
 use self::verify::{AnyServerCert, OsCaVerifier};
 pub use crate::facts::DiskFact;
 use crate::tls::{CredentialsError, certificates, private_key_der};

@@ -1,6 +1,6 @@
-//! One machine's operating system across boots: the configuration on its disk, its current
-//! boot (id, events, apid identity), what its machine API asks it to do, and what tests see
-//! ([`NodeHandle`]).
+//! One machine's operating system across boots: the configuration and Talos version on its
+//! disk, its current boot (id, version, events, apid identity), what its machine API asks it to
+//! do, and what tests see ([`NodeHandle`]).
 //!
 //! apid calls ([`Machine`]) are answered at once; what takes time is queued as an [`Action`]
 //! for the node loop, which runs it while the tunnel is up (so the events get out) and then
@@ -9,134 +9,40 @@
 //!   boot runs the configuration;
 //! - an `ApplyConfiguration` with mode `reboot` on a configured machine: `rebooting`;
 //! - a `Reset`: `resetting` (a graceful one leaves etcd), the configuration is forgotten when
-//!   `STATE` is wiped, `rebooting`, and the next boot is in maintenance mode.
+//!   `STATE` is wiped, `rebooting`, and the next boot is in maintenance mode;
+//! - an `Upgrade` (either call): `upgrading`, `rebooting`, and the next boot runs the new
+//!   version (see [`upgrade`]).
 //!
 //! An `ApplyConfiguration` with mode `auto` or `no-reboot` on a configured machine takes
-//! effect at once (e.g. a new kubelet version), without a reboot.
+//! effect at once (e.g. new Kubernetes component versions), without a reboot.
+//!
+//! Every mutating call is recorded in the registry's [`CallLog`](crate::CallLog), finished when
+//! answered, or, when it reboots the machine, once the next boot is up.
+
+mod handle;
+mod upgrade;
 
 use std::net::Ipv6Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
-use drover_talos::apid::{Machine, MachineFacts, ServerIdentity};
+use drover_talos::apid::{Machine, MachineFacts, ProgressStream, ServerIdentity};
 use drover_talos::calls::STATE_PARTITION;
 use drover_talos::events::{SequenceAction, Stage, encode_machine_status, encode_sequence};
 use drover_talos::{Applied, ApplyMode, EtcdMember, EtcdStatus, ResetOptions};
 use tokio::sync::{Notify, watch};
 use tonic::Status;
 
+pub use self::handle::{Lifecycle, NodeHandle, NodeStatus, RunningConfig};
+pub use self::upgrade::UpgradeFault;
+use crate::call_log::Call;
 use crate::cluster::{ClusterNode, ClusterRegistry};
 use crate::config::{MachineConfig, MachineType};
 use crate::events::EventLog;
 
 /// How long events may take to reach the sink before a reboot cuts the tunnel.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
-
-/// How long the lifecycle steps of an emulated machine take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lifecycle {
-    /// Installing Talos to disk after a configuration is applied in maintenance mode.
-    pub install: Duration,
-    /// Down during a reboot (between the tunnel going away and the new boot provisioning).
-    pub reboot: Duration,
-}
-
-impl Default for Lifecycle {
-    /// One second each: visible, but quick.
-    fn default() -> Self {
-        Self {
-            install: Duration::from_secs(1),
-            reboot: Duration::from_secs(1),
-        }
-    }
-}
-
-impl Lifecycle {
-    /// No delays (for tests).
-    pub const INSTANT: Lifecycle = Lifecycle {
-        install: Duration::ZERO,
-        reboot: Duration::ZERO,
-    };
-}
-
-/// What a machine reports about itself, for tests and tools (see [`NodeHandle`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// The stage of the last `MachineStatusEvent`.
-    pub stage: Stage,
-    pub ready: bool,
-    /// Changes with every boot (like `/proc/sys/kernel/random/boot_id`).
-    pub boot_id: String,
-    /// The tunnel address of this boot, once provisioned.
-    pub address: Option<Ipv6Addr>,
-    /// The configuration the machine runs (or will run after its reboot), if any.
-    pub config: Option<RunningConfig>,
-}
-
-/// The configuration a machine runs, as applied.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RunningConfig {
-    pub machine_type: MachineType,
-    pub cluster_id: String,
-    pub cluster_name: String,
-    pub kubelet_version: String,
-    /// The configuration as applied (YAML; it holds secrets).
-    pub yaml: String,
-}
-
-impl std::fmt::Debug for RunningConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningConfig")
-            .field("machine_type", &self.machine_type)
-            .field("cluster_id", &self.cluster_id)
-            .field("cluster_name", &self.cluster_name)
-            .field("kubelet_version", &self.kubelet_version)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A view of a machine that stays valid while it runs (clone freely).
-#[derive(Clone)]
-pub struct NodeHandle {
-    runtime: Arc<NodeRuntime>,
-}
-
-impl std::fmt::Debug for NodeHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeHandle")
-            .field("uuid", &self.uuid())
-            .field("status", &self.status())
-            .finish()
-    }
-}
-
-impl NodeHandle {
-    /// The machine's SMBIOS UUID.
-    pub fn uuid(&self) -> &str {
-        &self.runtime.uuid
-    }
-
-    /// The hostname it reports (and its Kubernetes node name).
-    pub fn hostname(&self) -> &str {
-        &self.runtime.facts.hostname
-    }
-
-    pub fn status(&self) -> NodeStatus {
-        self.runtime.status.borrow().clone()
-    }
-
-    /// Waits until `done` holds for the status (checked now and after every change) and
-    /// returns that status. Wrap it in a timeout.
-    pub async fn wait_until(&self, mut done: impl FnMut(&NodeStatus) -> bool) -> NodeStatus {
-        let mut status = self.runtime.status.subscribe();
-        let seen = status
-            .wait_for(|s| done(s))
-            .await
-            .expect("the runtime holds the sender");
-        seen.clone()
-    }
-}
 
 /// What the node loop does for apid.
 pub(crate) enum Action {
@@ -147,30 +53,38 @@ pub(crate) enum Action {
         graceful: bool,
         wipe_state: bool,
     },
+    Upgrade(upgrade::Upgrade),
 }
 
 pub(crate) struct NodeRuntime {
     uuid: String,
+    /// The facts of the hardware; the Talos version is the boot's.
     facts: MachineFacts,
     clusters: ClusterRegistry,
     state: Mutex<State>,
     status: watch::Sender<NodeStatus>,
     actions: Notify,
+    faults: watch::Sender<Option<UpgradeFault>>,
 }
 
 struct State {
     /// The configuration on the `STATE` partition, with its YAML.
     installed: Option<(Arc<MachineConfig>, String)>,
+    /// The Talos version installed: what the next boot runs.
+    talos_version: String,
     boot: Boot,
     /// Requested through apid, for the node loop.
     pending: Option<Action>,
     /// Why mutations are refused until the next boot (an action is under way).
     busy: Option<&'static str>,
+    /// The call (in the call log) that is over when the next boot is up.
+    awaiting: Option<u64>,
 }
 
 /// This boot.
 struct Boot {
     id: String,
+    talos_version: String,
     events: Arc<EventLog>,
     /// apid's certificate in a configured boot, once issued.
     identity: Option<ServerIdentity>,
@@ -179,11 +93,12 @@ struct Boot {
 }
 
 impl Boot {
-    fn new() -> Self {
+    fn new(talos_version: String) -> Self {
         let id = uuid::Uuid::new_v4().to_string();
         Self {
             events: Arc::new(EventLog::new(&id)),
             id,
+            talos_version,
             identity: None,
             up: false,
         }
@@ -200,12 +115,15 @@ impl std::fmt::Debug for NodeRuntime {
 }
 
 impl NodeRuntime {
+    /// A machine booting Talos `facts.talos_version` for the first time.
     pub fn new(uuid: String, facts: MachineFacts, clusters: ClusterRegistry) -> Self {
-        let boot = Boot::new();
+        let talos_version = facts.talos_version.clone();
+        let boot = Boot::new(talos_version.clone());
         let status = watch::Sender::new(NodeStatus {
             stage: Stage::Booting,
             ready: false,
             boot_id: boot.id.clone(),
+            talos_version: talos_version.clone(),
             address: None,
             config: None,
         });
@@ -215,12 +133,15 @@ impl NodeRuntime {
             clusters,
             state: Mutex::new(State {
                 installed: None,
+                talos_version,
                 boot,
                 pending: None,
                 busy: None,
+                awaiting: None,
             }),
             status,
             actions: Notify::new(),
+            faults: watch::Sender::new(None),
         }
     }
 
@@ -228,6 +149,10 @@ impl NodeRuntime {
         NodeHandle {
             runtime: self.clone(),
         }
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.uuid
     }
 
     pub fn hostname(&self) -> &str {
@@ -238,24 +163,31 @@ impl NodeRuntime {
         &self.clusters
     }
 
+    /// The Talos version this boot runs.
+    pub fn talos_version(&self) -> String {
+        self.lock().boot.talos_version.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a new boot: new id, no events yet, nothing pending; the machine stops running
-    /// in its cluster until the boot sequence brings it up again.
+    /// Starts a new boot (of the installed Talos version): new id, no events yet, nothing
+    /// pending; the machine stops running in its cluster until the boot sequence brings it up
+    /// again.
     pub fn new_boot(&self) {
         let mut state = self.lock();
         if let Some((config, _)) = &state.installed {
             self.clusters
                 .set_running(&config.cluster_id, &self.uuid, false);
         }
-        state.boot = Boot::new();
+        state.boot = Boot::new(state.talos_version.clone());
         state.pending = None;
         state.busy = None;
-        let id = state.boot.id.clone();
+        let (id, version) = (state.boot.id.clone(), state.boot.talos_version.clone());
         self.status.send_modify(|s| {
             s.boot_id = id;
+            s.talos_version = version;
             s.stage = Stage::Booting;
             s.ready = false;
             s.address = None;
@@ -274,18 +206,23 @@ impl NodeRuntime {
     /// The boot came up running `config`: the machine is a node of its cluster (and an etcd
     /// member, on a control plane of a bootstrapped cluster).
     pub fn join_cluster(&self, config: &MachineConfig, address: Ipv6Addr) {
-        let boot_id = self.lock().boot.id.clone();
+        let (boot_id, talos_version) = {
+            let state = self.lock();
+            (state.boot.id.clone(), state.boot.talos_version.clone())
+        };
+        let now = Utc::now();
         let node = ClusterNode {
             uuid: self.uuid.clone(),
             hostname: self.facts.hostname.clone(),
             address,
             control_plane: config.machine_type == MachineType::ControlPlane,
-            kubelet_version: config.kubelet_version.clone(),
-            talos_version: self.facts.talos_version.clone(),
+            images: config.images.clone(),
+            talos_version,
             arch: self.facts.arch.clone(),
             boot_id,
             running: true,
-            created_at: Utc::now(),
+            created_at: now,
+            up_since: now,
             os_ca: config.os_ca.signer(),
         };
         self.clusters
@@ -317,8 +254,16 @@ impl NodeRuntime {
         self.lock().boot.up
     }
 
+    /// The boot sequence finished: so did the call that rebooted the machine.
     pub fn mark_up(&self) {
-        self.lock().boot.up = true;
+        let finished = {
+            let mut state = self.lock();
+            state.boot.up = true;
+            state.awaiting.take()
+        };
+        if let Some(call) = finished {
+            self.clusters.calls().finish(call);
+        }
     }
 
     pub fn identity(&self) -> Option<ServerIdentity> {
@@ -353,9 +298,17 @@ impl NodeRuntime {
         self.lock().pending.take()
     }
 
-    fn request(&self, mut state: MutexGuard<'_, State>, action: Action, busy: &'static str) {
+    /// Queues `action` for the node loop; `call` is over when the next boot is up.
+    fn request(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        action: Action,
+        busy: &'static str,
+        call: u64,
+    ) {
         state.pending = Some(action);
         state.busy = Some(busy);
+        state.awaiting = Some(call);
         drop(state);
         self.actions.notify_one();
     }
@@ -393,9 +346,24 @@ impl NodeRuntime {
                 }
                 self.sequence("reset", SequenceAction::Stop);
             }
+            Action::Upgrade(upgrade) => self.install_upgrade(upgrade, lifecycle).await,
         }
         self.stage(Stage::Rebooting, false, &[]);
         self.events().flush(FLUSH_LIMIT).await;
+    }
+
+    /// Records `call` in the call log and runs `f` with its sequence number: a failure is
+    /// recorded; a success is over at once unless `f` queued an action that reboots.
+    fn logged<T>(&self, call: Call, f: impl FnOnce(u64) -> Result<T, Status>) -> Result<T, Status> {
+        let calls = self.clusters.calls();
+        let seq = calls.start(&self.uuid, self.hostname(), call);
+        let result = f(seq);
+        match &result {
+            Err(err) => calls.fail(seq, err),
+            Ok(_) if self.lock().awaiting != Some(seq) => calls.finish(seq),
+            Ok(_) => {}
+        }
+        result
     }
 
     /// The machine's configuration, for a control-plane-only call.
@@ -410,89 +378,55 @@ impl NodeRuntime {
         }
         Ok(config)
     }
-}
 
-fn running_config(config: &MachineConfig, yaml: &[u8]) -> RunningConfig {
-    RunningConfig {
-        machine_type: config.machine_type,
-        cluster_id: config.cluster_id.clone(),
-        cluster_name: config.cluster_name.clone(),
-        kubelet_version: config.kubelet_version.clone(),
-        yaml: String::from_utf8_lossy(yaml).into_owned(),
-    }
-}
-
-impl Machine for NodeRuntime {
-    fn facts(&self) -> MachineFacts {
-        self.facts.clone()
-    }
-
-    fn apply_configuration(
+    /// `ApplyConfiguration` of the parsed `config` (not a dry run), as call `call`.
+    fn apply(
         &self,
+        config: MachineConfig,
         yaml: &[u8],
         mode: ApplyMode,
-        dry_run: bool,
+        call: u64,
     ) -> Result<Applied, Status> {
-        let config = MachineConfig::parse(yaml, &self.facts.disks)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let state = self.lock();
         if let Some(busy) = state.busy {
             return Err(Status::unavailable(format!("the machine is {busy}")));
         }
-        let applied = |mode, details: &str| Applied {
-            mode,
-            details: details.to_owned(),
-            warnings: vec![],
-        };
+        let recorded = running_config(&config, yaml);
         let Some((current, _)) = &state.installed else {
             // Maintenance mode: install, then reboot into the configuration.
-            if dry_run {
-                return Ok(applied(
-                    ApplyMode::Reboot,
-                    "Dry run: the configuration is valid",
-                ));
-            }
-            let recorded = running_config(&config, yaml);
             let action = Action::Install(Arc::new(config), recorded.yaml.clone());
             self.status.send_modify(|s| s.config = Some(recorded));
-            self.request(state, action, "installing");
+            self.request(state, action, "installing", call);
             return Ok(applied(
                 ApplyMode::Reboot,
                 "Applied configuration: installing, then rebooting",
             ));
         };
-        if config.machine_type != current.machine_type {
-            return Err(Status::invalid_argument("machine type can't be changed"));
+        check_change(current, &config)?;
+        if config.machine_type == MachineType::ControlPlane
+            && matches!(
+                mode,
+                ApplyMode::Reboot | ApplyMode::Auto | ApplyMode::NoReboot
+            )
+        {
+            self.clusters
+                .apply_addons(&config.cluster_id, &config.images);
         }
-        if config.cluster_id != current.cluster_id {
-            return Err(Status::invalid_argument(
-                "cluster.id can't be changed; reset the machine first",
-            ));
-        }
-        if dry_run {
-            return Ok(applied(mode, "Dry run: the configuration is valid"));
-        }
-        let recorded = running_config(&config, yaml);
-        let config = Arc::new(config);
+        let mut state = state;
         match mode {
             ApplyMode::Reboot => {
-                let mut state = state;
-                state.installed = Some((config, recorded.yaml.clone()));
+                state.installed = Some((Arc::new(config), recorded.yaml.clone()));
                 self.status.send_modify(|s| s.config = Some(recorded));
-                self.request(state, Action::Reboot, "rebooting");
+                self.request(state, Action::Reboot, "rebooting", call);
                 Ok(applied(
                     ApplyMode::Reboot,
                     "Applied configuration with a reboot",
                 ))
             }
             ApplyMode::Auto | ApplyMode::NoReboot => {
-                let mut state = state;
-                self.clusters.set_kubelet_version(
-                    &config.cluster_id,
-                    &self.uuid,
-                    &config.kubelet_version,
-                );
-                state.installed = Some((config, recorded.yaml.clone()));
+                self.clusters
+                    .set_images(&config.cluster_id, &self.uuid, &config.images);
+                state.installed = Some((Arc::new(config), recorded.yaml.clone()));
                 self.status.send_modify(|s| s.config = Some(recorded));
                 Ok(applied(
                     ApplyMode::NoReboot,
@@ -505,15 +439,90 @@ impl Machine for NodeRuntime {
         }
     }
 
+    /// A dry run of `ApplyConfiguration`: the checks only.
+    fn dry_run(&self, config: &MachineConfig, mode: ApplyMode) -> Result<Applied, Status> {
+        let state = self.lock();
+        if let Some(busy) = state.busy {
+            return Err(Status::unavailable(format!("the machine is {busy}")));
+        }
+        let Some((current, _)) = &state.installed else {
+            return Ok(applied(
+                ApplyMode::Reboot,
+                "Dry run: the configuration is valid",
+            ));
+        };
+        check_change(current, config)?;
+        Ok(applied(mode, "Dry run: the configuration is valid"))
+    }
+}
+
+fn applied(mode: ApplyMode, details: &str) -> Applied {
+    Applied {
+        mode,
+        details: details.to_owned(),
+        warnings: vec![],
+    }
+}
+
+/// What a configured machine refuses to change.
+fn check_change(current: &MachineConfig, new: &MachineConfig) -> Result<(), Status> {
+    if new.machine_type != current.machine_type {
+        return Err(Status::invalid_argument("machine type can't be changed"));
+    }
+    if new.cluster_id != current.cluster_id {
+        return Err(Status::invalid_argument(
+            "cluster.id can't be changed; reset the machine first",
+        ));
+    }
+    Ok(())
+}
+
+fn running_config(config: &MachineConfig, yaml: &[u8]) -> RunningConfig {
+    RunningConfig {
+        machine_type: config.machine_type,
+        cluster_id: config.cluster_id.clone(),
+        cluster_name: config.cluster_name.clone(),
+        kubelet_version: config.kubelet_version().to_owned(),
+        yaml: String::from_utf8_lossy(yaml).into_owned(),
+    }
+}
+
+impl Machine for NodeRuntime {
+    fn facts(&self) -> MachineFacts {
+        MachineFacts {
+            talos_version: self.talos_version(),
+            ..self.facts.clone()
+        }
+    }
+
+    fn apply_configuration(
+        &self,
+        yaml: &[u8],
+        mode: ApplyMode,
+        dry_run: bool,
+    ) -> Result<Applied, Status> {
+        let config = MachineConfig::parse(yaml, &self.facts.disks)
+            .map_err(|e| Status::invalid_argument(e.to_string()));
+        if dry_run {
+            return self.dry_run(&config?, mode);
+        }
+        let kubernetes = config.as_ref().ok().map(|c| c.images.clone());
+        self.logged(Call::ApplyConfiguration { mode, kubernetes }, |call| {
+            self.apply(config?, yaml, mode, call)
+        })
+    }
+
     fn bootstrap(&self) -> Result<(), Status> {
-        let config = self.installed().ok_or_else(|| {
-            Status::failed_precondition("the machine does not run a configuration")
-        })?;
-        self.clusters.bootstrap(
-            &config.cluster_id,
-            &self.uuid,
-            config.machine_type == MachineType::ControlPlane,
-        )
+        self.logged(Call::Bootstrap, |_| {
+            let config = self.installed().ok_or_else(|| {
+                Status::failed_precondition("the machine does not run a configuration")
+            })?;
+            self.clusters.bootstrap(
+                &config.cluster_id,
+                &self.uuid,
+                config.machine_type == MachineType::ControlPlane,
+            )
+        })
     }
 
     fn etcd_members(&self) -> Result<Vec<EtcdMember>, Status> {
@@ -521,13 +530,17 @@ impl Machine for NodeRuntime {
     }
 
     fn etcd_remove_member(&self, id: u64) -> Result<(), Status> {
-        self.clusters
-            .remove_member(&self.control_plane()?.cluster_id, id)
+        self.logged(Call::EtcdRemoveMemberById { id }, |_| {
+            self.clusters
+                .remove_member(&self.control_plane()?.cluster_id, id)
+        })
     }
 
     fn etcd_leave_cluster(&self) -> Result<(), Status> {
-        self.clusters
-            .leave(&self.control_plane()?.cluster_id, &self.uuid)
+        self.logged(Call::EtcdLeaveCluster, |_| {
+            self.clusters
+                .leave(&self.control_plane()?.cluster_id, &self.uuid)
+        })
     }
 
     fn etcd_status(&self) -> Result<EtcdStatus, Status> {
@@ -536,20 +549,42 @@ impl Machine for NodeRuntime {
     }
 
     fn reset(&self, options: &ResetOptions) -> Result<(), Status> {
-        if !options.reboot {
+        let graceful = options.graceful;
+        self.logged(Call::Reset { graceful }, |call| {
+            if !options.reboot {
+                return Err(Status::unimplemented(
+                    "a reset without a reboot (power off) is not emulated",
+                ));
+            }
+            let state = self.lock();
+            if let Some(busy) = state.busy {
+                return Err(Status::unavailable(format!("the machine is {busy}")));
+            }
+            let action = Action::Reset {
+                graceful,
+                wipe_state: options.wipes(STATE_PARTITION),
+            };
+            self.request(state, action, "resetting", call);
+            Ok(())
+        })
+    }
+
+    fn upgrade(&self, image: &str, force: bool) -> Result<(), Status> {
+        let call = Call::Upgrade {
+            image: image.to_owned(),
+        };
+        self.logged(call, |call| self.request_upgrade(call, image, force))
+    }
+
+    fn lifecycle_upgrade(&self, image: &str) -> Result<ProgressStream, Status> {
+        if !self.has_lifecycle_service() {
             return Err(Status::unimplemented(
-                "a reset without a reboot (power off) is not emulated",
+                "unknown service machine.LifecycleService",
             ));
         }
-        let state = self.lock();
-        if let Some(busy) = state.busy {
-            return Err(Status::unavailable(format!("the machine is {busy}")));
-        }
-        let action = Action::Reset {
-            graceful: options.graceful,
-            wipe_state: options.wipes(STATE_PARTITION),
+        let call = Call::LifecycleUpgrade {
+            image: image.to_owned(),
         };
-        self.request(state, action, "resetting");
-        Ok(())
+        self.logged(call, |call| self.stream_upgrade(call, image))
     }
 }
