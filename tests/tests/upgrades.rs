@@ -11,7 +11,7 @@ use drover_e2e::{TestDrover, eventually, machines_where, spawn_fleet};
 use drover_emu::{CallRecord, CancellationToken, Fleet, NodeHandle, UpgradeFault};
 use drover_model::{ClusterSpec, StartUpgrade, Upgrade, UpgradeKind, UpgradeState};
 
-const LIMIT: Duration = Duration::from_secs(180);
+const LIMIT: Duration = Duration::from_secs(300);
 const FROM: &str = "1.12.4";
 const TO: &str = "1.13.0";
 
@@ -37,7 +37,10 @@ async fn ready_cluster(
     tokio::task::JoinHandle<Fleet>,
 ) {
     let token = drover.join_token(name).await;
-    let fleet = drover.fleet(&token.secret, cps + workers, name, &format!("v{FROM}"));
+    // Installs, reboots and upgrades take no time: the tests check order, not speed.
+    let mut config = drover.fleet_config(&token.secret, cps + workers, name, &format!("v{FROM}"));
+    config.lifecycle = drover_emu::Lifecycle::INSTANT;
+    let fleet = Fleet::new(config);
     let nodes = fleet.nodes();
     let calls = fleet.clusters().calls().clone();
     let cancel = CancellationToken::new();
@@ -374,6 +377,101 @@ async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config()
         api < controller && controller < scheduler && scheduler < kubelet,
         "{applied:#?}"
     );
+    cancel.cancel();
+    running.await.unwrap();
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_sync_starts_an_upgrade_that_pauses_resumes_and_times_out_on_a_hung_node() {
+    let drover = TestDrover::start_with(drover_e2e::Extra {
+        reconciler: Some(drover_reconcile::ReconcilerConfig {
+            interval: Duration::from_millis(200),
+            lease: Duration::from_secs(30),
+            upgrade_step_timeout: Duration::from_secs(5),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (nodes, calls, cancel, running) = ready_cluster(&drover, "hang", 1, 1).await;
+    let client = drover.client();
+    let cluster = client.get_cluster("hang").await.unwrap();
+    let worker = cluster
+        .status
+        .machines
+        .iter()
+        .find(|m| m.machine_set != "control-planes")
+        .unwrap()
+        .id
+        .to_string();
+    nodes
+        .iter()
+        .find(|n| n.uuid() == worker)
+        .unwrap()
+        .set_upgrade_fault(Some(UpgradeFault::Hang));
+
+    // Changing a version in the template starts an upgrade; both at once is refused.
+    let mut spec = cluster.spec.clone();
+    spec.talos_version = TO.into();
+    let both = ClusterSpec {
+        kubernetes_version: "1.32.0".into(),
+        ..spec.clone()
+    };
+    let err = client
+        .sync_cluster(&both, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one version at a time"), "{err}");
+    let changes = client.sync_cluster(&spec, false).await.unwrap().changes;
+    assert!(changes.iter().any(|c| c.contains(TO)), "{changes:?}");
+
+    upgrade_where(&client, "hang", "the worker upgrading", |u| {
+        u.nodes
+            .iter()
+            .any(|n| n.machine.as_str() == worker && n.state == "inProgress")
+    })
+    .await;
+    let paused = client
+        .set_upgrade_state("hang", UpgradeState::Paused)
+        .await
+        .unwrap();
+    assert_eq!(paused.state, UpgradeState::Paused);
+    let resumed = client
+        .set_upgrade_state("hang", UpgradeState::Running)
+        .await
+        .unwrap();
+    assert_eq!(resumed.state, UpgradeState::Running);
+    let failed = upgrade_where(&client, "hang", "the hung node timed out", |u| {
+        u.state == UpgradeState::Failed
+    })
+    .await;
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains(&worker) && error.contains("timed out"),
+        "{error}"
+    );
+    let hung = calls
+        .of(&worker)
+        .into_iter()
+        .find(|c| c.is_accepted_upgrade())
+        .unwrap();
+    assert!(hung.finished.is_none(), "the node never came back");
+    let kinds: Vec<String> = client
+        .cluster_events("hang", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in [
+        "upgradeStarted",
+        "upgradePaused",
+        "upgradeRunning",
+        "upgradeFailed",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
     cancel.cancel();
     running.await.unwrap();
     drover.stop().await;

@@ -8,7 +8,7 @@ use drover_model::labels::{self, automatic};
 use drover_model::{
     Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineStatus, ClusterPhase, ClusterSpec,
     ClusterStatus, ConfigPatch, LabelSelector, Machine, MachineClass, MachineClassSpec,
-    MachineConfigView, MachineId, MachineRole, Role,
+    MachineConfigView, MachineId, MachineRole, Role, UpgradeKind,
 };
 use drover_pki::SecretsBundle;
 use drover_store::cluster_machines::{self, ClusterMachineRow};
@@ -115,11 +115,54 @@ impl Drover {
             .map(ToString::to_string)
             .collect::<Vec<_>>();
         let created = current.is_none();
+        // A changed version is an upgrade, rolled like one; the rest is an update.
+        let upgrade = match &current {
+            Some(row) => {
+                let now = &row.spec.0;
+                match (
+                    now.talos_version != spec.talos_version,
+                    now.kubernetes_version != spec.kubernetes_version,
+                ) {
+                    (true, true) => {
+                        return Err(ServiceError::invalid(
+                            "talosVersion",
+                            "change one version at a time: Talos and Kubernetes upgrades roll separately",
+                        ));
+                    }
+                    (true, false) => Some((UpgradeKind::Talos, spec.talos_version.clone())),
+                    (false, true) => {
+                        Some((UpgradeKind::Kubernetes, spec.kubernetes_version.clone()))
+                    }
+                    (false, false) => None,
+                }
+            }
+            None => None,
+        };
         if !dry_run && !changes.is_empty() {
-            if created {
-                self.create_cluster(ctx, spec).await?;
-            } else {
-                self.update_cluster(ctx, spec).await?;
+            match current {
+                None => {
+                    self.create_cluster(ctx, spec).await?;
+                }
+                Some(row) => {
+                    let mut rest = spec;
+                    rest.talos_version = row.spec.0.talos_version.clone();
+                    rest.kubernetes_version = row.spec.0.kubernetes_version.clone();
+                    if rest != row.spec.0 {
+                        self.update_cluster(ctx, rest.clone()).await?;
+                    }
+                    if let Some((kind, version)) = upgrade {
+                        self.start_upgrade(
+                            ctx,
+                            &rest.name,
+                            drover_model::StartUpgrade {
+                                kind,
+                                version,
+                                dry_run: false,
+                            },
+                        )
+                        .await?;
+                    }
+                }
             }
         }
         Ok(ClusterChanges {

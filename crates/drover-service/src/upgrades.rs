@@ -95,6 +95,16 @@ impl Drover {
         }
         .map_err(|e| ServiceError::invalid("version", e.to_string()))?;
 
+        // Pre-check: a Kubernetes upgrade starts only on a Ready cluster.
+        if kind == Kind::Kubernetes && !row.ready && !req.dry_run {
+            return Err(ServiceError::Conflict(format!(
+                "cluster {cluster:?} is not Ready{}: a Kubernetes upgrade starts only when every machine, etcd and the API server are healthy",
+                row.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )));
+        }
         let members = cluster_machines::list_for_cluster(&mut *tx, ctx.tenant(), cluster).await?;
         let machine_rows = machines::list_in_cluster(&mut *tx, ctx.tenant(), cluster).await?;
         let intent = intent(&row, kind, target, UpgradeState::Running, None);
