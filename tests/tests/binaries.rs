@@ -322,6 +322,44 @@ async fn droverd_drover_and_drover_emu_work_together() {
     )
     .await;
     assert!(ok && exported.contains("kind: ControlPlane"), "{exported}");
+    // Upgrades from the CLI: a Talos plan, then a Kubernetes upgrade followed with --watch.
+    let (ok, plan, err) = drover(
+        &http,
+        Some(&token),
+        &["cluster", "upgrade", "talos", "lab", "1.14.0", "--dry-run"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(plan.contains("Talos upgrade to 1.14.0: 3 steps"), "{plan}");
+    let (ok, out, err) = drover(
+        &http,
+        Some(&token),
+        &["cluster", "upgrade", "kubernetes", "lab", "1.34.0"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Kubernetes upgrade of lab: 1.33.1 -> 1.34.0: running"),
+        "{out}"
+    );
+    let (ok, out, err) = tokio::time::timeout(
+        Duration::from_secs(180),
+        drover(
+            &http,
+            Some(&token),
+            &["cluster", "upgrade", "status", "lab", "--watch"],
+        ),
+    )
+    .await
+    .expect("the upgrade ends");
+    assert!(ok, "{err}");
+    assert!(
+        out.trim_end().lines().next_back().is_some() && out.contains(": done"),
+        "{out}"
+    );
+    let (ok, out, _) = drover(&http, Some(&token), &["cluster", "events", "lab"]).await;
+    assert!(ok && out.contains("upgradeFinished"), "{out}");
+
     // The key-encryption key rotates while droverd runs; the cluster's secrets still open.
     let out = Command::new(bin("droverd"))
         .args(["--data-dir", data_dir.to_str().unwrap(), "keys", "rotate"])

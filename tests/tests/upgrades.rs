@@ -313,7 +313,7 @@ async fn a_failed_node_stops_the_rollout_and_a_boot_back_to_the_old_version_is_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config() {
-    let drover = TestDrover::start().await;
+    let mut drover = TestDrover::start().await;
     let (nodes, calls, cancel, running) = ready_cluster(&drover, "k8s", 1, 1).await;
     let client = drover.client();
     let kubernetes = |version: &str| StartUpgrade {
@@ -335,6 +335,13 @@ async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config()
         .start_upgrade("k8s", &kubernetes("1.32.0"))
         .await
         .unwrap();
+    // Restart droverd once the rollout has begun: it resumes where it was.
+    upgrade_where(&client, "k8s", "a component upgrading", |u| {
+        !u.nodes.is_empty()
+    })
+    .await;
+    drover.restart().await;
+    let client = drover.client();
     let done = upgrade_where(&client, "k8s", "the Kubernetes upgrade done", |u| {
         u.state == UpgradeState::Done
     })

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use drover_client::Client;
-use drover_model::{Cluster, ClusterSpec, ConfigPatch, MachineClass, MachineClassSpec};
+use drover_model::{
+    Cluster, ClusterSpec, ConfigPatch, MachineClass, MachineClassSpec, StartUpgrade, UpgradeKind,
+    UpgradeState,
+};
 
 use crate::output::{self, Format};
 
@@ -99,6 +102,15 @@ pub enum UpgradeCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Upgrade Kubernetes to VERSION (one minor at a time): on each control plane the API
+    /// server, controller manager and scheduler, then every kubelet, through the machine
+    /// configs without reboots. `--dry-run` prints the per-node plan.
+    Kubernetes {
+        name: String,
+        version: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show the cluster's upgrade: state, per-node progress, the plan of what is left.
     Status {
         name: String,
@@ -138,7 +150,17 @@ pub async fn cluster(client: &Client, action: ClusterCmd) -> Result<()> {
             loop {
                 let cluster = client.get_cluster(&name).await?;
                 let text = match output {
-                    Format::Table => describe(&cluster),
+                    Format::Table => {
+                        let mut text = describe(&cluster);
+                        // A rollout under way: its per-node progress too.
+                        if let Ok(upgrade) = client.get_upgrade(&name).await
+                            && upgrade.state.is_active()
+                        {
+                            text.push('\n');
+                            text.push_str(&describe_upgrade(&upgrade));
+                        }
+                        text
+                    }
                     Format::Json => serde_json::to_string_pretty(&cluster)? + "\n",
                     Format::Yaml => serde_yaml_ng::to_string(&cluster)?,
                 };
@@ -247,79 +269,93 @@ async fn template(client: &Client, action: TemplateCmd) -> Result<()> {
     }
 }
 
-async fn upgrade(client: &Client, action: UpgradeCmd) -> Result<()> {
-    use drover_model::{StartUpgrade, UpgradeKind, UpgradeState};
-    let show = |u: &drover_model::Upgrade| {
-        let mut out = format!(
-            "{} upgrade of {}: {} -> {}: {}\n",
-            match u.kind {
-                UpgradeKind::Talos => "Talos",
-                UpgradeKind::Kubernetes => "Kubernetes",
+/// An upgrade's state, per-node progress and, while it runs, the plan of what is left.
+fn describe_upgrade(u: &drover_model::Upgrade) -> String {
+    let mut out = format!(
+        "{} upgrade of {}: {} -> {}: {}\n",
+        match u.kind {
+            UpgradeKind::Talos => "Talos",
+            UpgradeKind::Kubernetes => "Kubernetes",
+        },
+        u.cluster,
+        u.from_version,
+        u.to_version,
+        u.state.as_str()
+    );
+    if let Some(e) = &u.error {
+        out.push_str(&format!("error: {e}\n"));
+    }
+    let rows: Vec<Vec<String>> = u
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.machine.to_string(),
+                n.step.clone(),
+                n.state.clone(),
+                n.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&output::table(
+            &["MACHINE", "STEP", "STATE", "ERROR"],
+            &rows,
+        ));
+    }
+    if u.state.is_active() {
+        out.push_str(&format!("\n{}", u.plan));
+    }
+    out
+}
+
+async fn start(
+    client: &Client,
+    name: &str,
+    kind: UpgradeKind,
+    version: String,
+    dry_run: bool,
+) -> Result<()> {
+    let u = client
+        .start_upgrade(
+            name,
+            &StartUpgrade {
+                kind,
+                version,
+                dry_run,
             },
-            u.cluster,
-            u.from_version,
-            u.to_version,
-            u.state.as_str()
-        );
-        if let Some(e) = &u.error {
-            out.push_str(&format!("error: {e}\n"));
-        }
-        let rows: Vec<Vec<String>> = u
-            .nodes
-            .iter()
-            .map(|n| {
-                vec![
-                    n.machine.to_string(),
-                    n.step.clone(),
-                    n.state.clone(),
-                    n.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        if !rows.is_empty() {
-            out.push_str(&output::table(
-                &["MACHINE", "STEP", "STATE", "ERROR"],
-                &rows,
-            ));
-        }
-        if u.state.is_active() {
-            out.push_str(&format!("\n{}", u.plan));
-        }
-        out
-    };
+        )
+        .await?;
+    if dry_run {
+        print!("{}", u.plan);
+    } else {
+        print!("{}", describe_upgrade(&u));
+    }
+    Ok(())
+}
+
+async fn upgrade(client: &Client, action: UpgradeCmd) -> Result<()> {
     let (name, state) = match action {
         UpgradeCmd::Talos {
             name,
             version,
             dry_run,
-        } => {
-            let u = client
-                .start_upgrade(
-                    &name,
-                    &StartUpgrade {
-                        kind: UpgradeKind::Talos,
-                        version,
-                        dry_run,
-                    },
-                )
-                .await?;
-            if dry_run {
-                print!("{}", u.plan);
-            } else {
-                print!("{}", show(&u));
-            }
-            return Ok(());
-        }
+        } => return start(client, &name, UpgradeKind::Talos, version, dry_run).await,
+        UpgradeCmd::Kubernetes {
+            name,
+            version,
+            dry_run,
+        } => return start(client, &name, UpgradeKind::Kubernetes, version, dry_run).await,
         UpgradeCmd::Status { name, watch } => {
             let mut last = String::new();
             loop {
-                let text = show(&client.get_upgrade(&name).await?);
+                let upgrade = client.get_upgrade(&name).await?;
+                let text = describe_upgrade(&upgrade);
                 if text != last {
                     print!("{}{text}", if last.is_empty() { "" } else { "\n" });
                     last = text;
                 }
-                let state = client.get_upgrade(&name).await?.state;
-                if !watch || !state.is_active() {
+                if !watch || !upgrade.state.is_active() {
                     return Ok(());
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -329,7 +365,10 @@ async fn upgrade(client: &Client, action: UpgradeCmd) -> Result<()> {
         UpgradeCmd::Resume { name } => (name, UpgradeState::Running),
         UpgradeCmd::Cancel { name } => (name, UpgradeState::Cancelled),
     };
-    print!("{}", show(&client.set_upgrade_state(&name, state).await?));
+    print!(
+        "{}",
+        describe_upgrade(&client.set_upgrade_state(&name, state).await?)
+    );
     Ok(())
 }
 
