@@ -380,6 +380,8 @@ async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config()
     let controller = first_new(|i| &i.controller_manager);
     let scheduler = first_new(|i| &i.scheduler);
     let kubelet = first_new(|i| &i.kubelet);
+    // kube-proxy (a bootstrap manifest) moves with the API server, not left behind.
+    assert_eq!(first_new(|i| &i.proxy), api, "{applied:#?}");
     assert!(
         api < controller && controller < scheduler && scheduler < kubelet,
         "{applied:#?}"
