@@ -264,6 +264,15 @@ async fn a_failed_node_stops_the_rollout_and_a_boot_back_to_the_old_version_is_c
         error.contains(&cp) && error.contains("fell back"),
         "{error}"
     );
+    let status = eventually("the cluster Failed", LIMIT, || {
+        let client = client.clone();
+        async move {
+            let status = client.get_cluster("lab").await.ok()?.status;
+            (status.phase == drover_model::ClusterPhase::Failed).then_some(status)
+        }
+    })
+    .await;
+    assert!(status.last_error.unwrap_or_default().contains("fell back"));
     assert_eq!(
         upgrades(&calls.records()).len(),
         1,

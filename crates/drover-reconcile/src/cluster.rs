@@ -14,11 +14,15 @@ use drover_service::{
 use drover_store::cluster_machines::{self, ClusterMachineRow};
 use drover_store::clusters::{self, ClusterRow, ObservedStatus};
 use drover_store::machines::{self, MachineRow};
+use drover_store::upgrades::UpgradeRow;
 use drover_store::{StoreError, machine_classes};
 use drover_talos::ApplyMode;
 use drover_talos::client::{self, TalosError};
 use tonic::Code;
 use tonic::transport::Channel;
+
+use drover_model::UpgradeState;
+use drover_service::upgrades::state;
 
 use crate::Reconciler;
 use crate::plan::{self, Candidate, Member};
@@ -70,18 +74,17 @@ impl Reconciler {
         let missing = round.allocate_and_release().await?;
         round.choose_endpoint().await?;
         round.step_members().await;
-        let upgrading = match round.active_upgrade().await? {
-            Some(upgrade) => {
-                if let Err(err) = round.drive_upgrade(&upgrade).await {
-                    tracing::warn!(cluster = %round.cluster.name, error = %err, "upgrade step failed");
-                }
-                true
-            }
-            None => false,
-        };
+        let upgrade = round.latest_upgrade().await?;
+        if let Some(active) = upgrade.as_ref().filter(|u| state(&u.state).is_active())
+            && let Err(err) = round.drive_upgrade(active).await
+        {
+            tracing::warn!(cluster = %round.cluster.name, error = %err, "upgrade step failed");
+        }
         let etcd = round.bootstrap_and_track_etcd().await;
         let kubernetes = round.kubernetes_ready().await;
-        round.report(missing, etcd, kubernetes, upgrading).await
+        round
+            .report(missing, etcd, kubernetes, upgrade.as_ref())
+            .await
     }
 }
 
@@ -577,8 +580,9 @@ impl Round<'_> {
         missing: u32,
         etcd: Option<u32>,
         kubernetes: bool,
-        upgrading: bool,
+        upgrade: Option<&UpgradeRow>,
     ) -> Result<(), Error> {
+        let upgrade_state = upgrade.map(|u| state(&u.state));
         let phases: Vec<Phase> = self.members.iter().map(|m| parse_phase(&m.phase)).collect();
         let control_planes = self
             .members
@@ -602,8 +606,10 @@ impl Round<'_> {
                 .any(|p| matches!(p, Phase::Leaving | Phase::Resetting))
             {
                 ClusterPhase::ScalingDown
-            } else if upgrading {
+            } else if upgrade_state.is_some_and(UpgradeState::is_active) {
                 ClusterPhase::Upgrading
+            } else if upgrade_state == Some(UpgradeState::Failed) {
+                ClusterPhase::Failed
             } else if missing > 0 || phases.iter().any(|p| *p < Phase::Running) {
                 ClusterPhase::ScalingUp
             } else if self.members.iter().any(|m| {
@@ -622,6 +628,14 @@ impl Round<'_> {
                 m.last_error
                     .as_ref()
                     .map(|e| format!("machine {}: {e}", m.machine_id))
+            })
+            .or_else(|| {
+                upgrade
+                    .filter(|u| state(&u.state) == UpgradeState::Failed)
+                    .and_then(|u| {
+                        let e = u.error.as_ref()?;
+                        Some(format!("upgrade to {} failed: {e}", u.to_version))
+                    })
             })
             .or_else(|| self.cluster.last_error.clone().filter(|_| !ready));
         let phase_text = serde_json::to_value(phase)

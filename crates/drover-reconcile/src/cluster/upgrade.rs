@@ -25,13 +25,9 @@ use serde_json::Value;
 use super::{Error, Round, machine_id};
 
 impl Round<'_> {
-    /// The cluster's upgrade under way, if any.
-    pub(super) async fn active_upgrade(&self) -> Result<Option<UpgradeRow>, Error> {
-        Ok(
-            upgrades::latest(self.pool(), self.tenant(), &self.cluster.name)
-                .await?
-                .filter(|u| state(&u.state).is_active()),
-        )
+    /// The cluster's newest upgrade, if it was ever upgraded.
+    pub(super) async fn latest_upgrade(&self) -> Result<Option<UpgradeRow>, Error> {
+        Ok(upgrades::latest(self.pool(), self.tenant(), &self.cluster.name).await?)
     }
 
     pub(super) async fn drive_upgrade(&self, upgrade: &UpgradeRow) -> Result<(), Error> {
