@@ -208,8 +208,8 @@ fn enum_from<T: serde::de::DeserializeOwned>(
     text: &str,
     field: &'static str,
 ) -> Result<T, ServiceError> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .map_err(|_| ServiceError::invalid(field, format!("{text:?} is not a valid {field}")))
+    model::parse_variant(text)
+        .ok_or_else(|| ServiceError::invalid(field, format!("{text:?} is not a valid {field}")))
 }
 
 fn upgrade(u: model::Upgrade) -> pb::Upgrade {
@@ -465,19 +465,12 @@ fn spec_from(s: pb::ClusterSpec) -> Result<model::ClusterSpec, ServiceError> {
     })
 }
 
-fn text<T: serde::Serialize>(value: T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn cluster(c: model::Cluster) -> pb::Cluster {
     let s = c.status;
     pb::Cluster {
         spec: Some(spec_to(c.spec)),
         status: Some(pb::ClusterStatus {
-            phase: text(s.phase),
+            phase: model::variant_name(s.phase),
             ready: s.ready,
             machines_total: s.machines_total,
             machines_ready: s.machines_ready,
@@ -493,7 +486,7 @@ fn cluster(c: model::Cluster) -> pb::Cluster {
                 .map(|m| pb::ClusterMachineStatus {
                     id: m.id.to_string(),
                     machine_set: m.machine_set,
-                    role: text(m.role),
+                    role: model::variant_name(m.role),
                     phase: m.phase.as_str().to_owned(),
                     stage: m.stage.unwrap_or_default(),
                     connected: m.connected,

@@ -48,6 +48,13 @@ impl ClusterSpec {
         self.machine_sets().find(|(_, set)| set.name == name)
     }
 
+    /// Whether the machine `id` is locked (keeps its config; no upgrade reaches it).
+    pub fn is_locked(&self, id: &str) -> bool {
+        self.machines
+            .iter()
+            .any(|m| m.id.as_str() == id && m.locked)
+    }
+
     /// The per-machine settings of `id`, if any.
     pub fn machine(&self, id: &MachineId) -> Option<&ClusterMachineSpec> {
         self.machines.iter().find(|m| &m.id == id)

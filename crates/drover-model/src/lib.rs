@@ -8,7 +8,9 @@ mod ids;
 pub mod labels;
 mod resources;
 mod upgrades;
+mod variants;
 pub mod versions;
+pub use variants::{parse_variant, variant_name};
 
 pub use clusters::{
     CONTROL_PLANE_SET, ClassSize, Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineSpec,

@@ -122,12 +122,7 @@ impl Round<'_> {
     }
 
     fn locked(&self, id: &str) -> bool {
-        self.cluster
-            .spec
-            .0
-            .machines
-            .iter()
-            .any(|m| m.id.as_str() == id && m.locked)
+        self.cluster.spec.0.is_locked(id)
     }
 
     /// A running, ready, connected member.
@@ -180,12 +175,16 @@ impl Round<'_> {
         let change = plan::membership(&spec, &classes, &members, &pool);
         let mut changed = false;
         for (id, set, role) in &change.allocate {
-            let role = match role {
-                MachineRole::ControlPlane => "controlPlane",
-                MachineRole::Worker => "worker",
-            };
-            match cluster_machines::allocate(self.pool(), tenant, id, &self.cluster.name, set, role)
-                .await
+            let role = drover_model::variant_name(role);
+            match cluster_machines::allocate(
+                self.pool(),
+                tenant,
+                id,
+                &self.cluster.name,
+                set,
+                &role,
+            )
+            .await
             {
                 Ok(()) => {
                     tracing::info!(cluster = %self.cluster.name, machine = %id, set, "machine allocated");
@@ -638,10 +637,7 @@ impl Round<'_> {
                     })
             })
             .or_else(|| self.cluster.last_error.clone().filter(|_| !ready));
-        let phase_text = serde_json::to_value(phase)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let phase_text = drover_model::variant_name(phase);
         clusters::set_status(
             self.pool(),
             self.tenant(),

@@ -8,7 +8,7 @@ use drover_model::labels::{self, automatic};
 use drover_model::{
     Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineStatus, ClusterPhase, ClusterSpec,
     ClusterStatus, ConfigPatch, LabelSelector, Machine, MachineClass, MachineClassSpec,
-    MachineConfigView, MachineId, MachineRole, Role, UpgradeKind,
+    MachineConfigView, MachineId, MachineRole, Role, UpgradeKind, parse_variant,
 };
 use drover_pki::SecretsBundle;
 use drover_store::cluster_machines::{self, ClusterMachineRow};
@@ -265,19 +265,14 @@ impl Drover {
                     config_up_to_date: phase == ClusterMachinePhase::Running
                         && m.applied_config_hash.is_some()
                         && m.applied_config_hash == m.desired_config_hash,
-                    locked: row
-                        .spec
-                        .0
-                        .machines
-                        .iter()
-                        .any(|s| s.id.as_str() == m.machine_id && s.locked),
+                    locked: row.spec.0.is_locked(&m.machine_id),
                     etcd_member_id: m.etcd_member_id.clone(),
                     last_error: m.last_error.clone(),
                 }
             })
             .collect();
         let status = ClusterStatus {
-            phase: parse_cluster_phase(&row.phase),
+            phase: parse_variant(&row.phase).unwrap_or(ClusterPhase::ScalingUp),
             ready: row.ready,
             machines_total: machines.len() as u32,
             machines_ready: machines.iter().filter(|m| m.ready).count() as u32,
@@ -558,18 +553,11 @@ pub(crate) fn parse_machine_id(id: &str) -> Result<MachineId> {
 }
 
 pub fn parse_phase(text: &str) -> ClusterMachinePhase {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .unwrap_or(ClusterMachinePhase::Allocated)
+    parse_variant(text).unwrap_or(ClusterMachinePhase::Allocated)
 }
 
 pub fn parse_role(text: &str) -> MachineRole {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .unwrap_or(MachineRole::Worker)
-}
-
-fn parse_cluster_phase(text: &str) -> ClusterPhase {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .unwrap_or(ClusterPhase::ScalingUp)
+    parse_variant(text).unwrap_or(MachineRole::Worker)
 }
 
 /// The disk to install on: the spec's choice, else the system disk, else the first disk.

@@ -311,8 +311,7 @@ fn version(text: &str) -> Result<Version> {
 }
 
 pub fn state(text: &str) -> UpgradeState {
-    serde_json::from_value(serde_json::Value::String(text.to_owned()))
-        .unwrap_or(UpgradeState::Failed)
+    drover_model::parse_variant(text).unwrap_or(UpgradeState::Failed)
 }
 
 fn view(row: UpgradeRow, progress: Vec<NodeRow>, plan: String) -> Upgrade {
@@ -422,9 +421,7 @@ pub fn planner_nodes(
                 ready: machine.connected
                     && machine.ready
                     && machine.stage.as_deref() == Some(RUNNING),
-                locked: spec
-                    .machine(&MachineId::try_from(member.machine_id.clone()).ok()?)
-                    .is_some_and(|m| m.locked),
+                locked: spec.is_locked(&member.machine_id),
                 progress: if let Some(p) = mine.iter().find(|p| p.state == "failed") {
                     NodeProgress::Failed {
                         step: step_named(&p.step).unwrap_or(Step::Talos),
