@@ -8,6 +8,10 @@
 //! fleet.provision_all(&fast_retry(), &CancellationToken::new()).await.unwrap();
 //! ```
 
+mod kube;
+
+pub use kube::{kubeconfig_through_tunnel, kubectl};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -2,7 +2,9 @@
 //! operations over gRPC, and what is stored for secrets.
 
 use drover_client::{Client, ClientError};
-use drover_e2e::{TestDrover, fast_retry, no_cancel};
+use std::time::Duration;
+
+use drover_e2e::{TestDrover, eventually, fast_retry, no_cancel};
 use drover_model::{CreateJoinToken, JoinTokenState};
 use drover_proto::drover::v1 as pb;
 use tonic::Code;
@@ -460,7 +462,30 @@ async fn clusters_and_machine_classes_over_grpc_match_rest() {
         drover_model::ClassSize::Unlimited
     );
     assert_eq!(rest.spec.patches[0].weight, 5);
-    assert_eq!(created.status.unwrap().machines_missing, 0);
+    // The reconciler finds that the control plane's machine cp-1 does not exist; REST and gRPC
+    // report it alike.
+    let rest = eventually("cp-1 reported missing", Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            let cluster = client.get_cluster("grpc").await.ok()?;
+            (cluster.status.machines_missing == 1).then_some(cluster)
+        }
+    })
+    .await;
+    let grpc = clusters
+        .get_cluster(with_bearer(
+            &token,
+            pb::ClusterRef {
+                name: "grpc".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        grpc.status.unwrap().machines_missing,
+        rest.status.machines_missing
+    );
 
     // Sync with no change says so; a duplicate create conflicts; an unknown one is not found.
     let unchanged = clusters

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use drover_client::Client;
-use drover_e2e::{TestDrover, eventually, machines_where, spawn_fleet};
+use drover_e2e::{
+    TestDrover, eventually, kubeconfig_through_tunnel, kubectl, machines_where, spawn_fleet,
+};
 use drover_emu::{CallRecord, CancellationToken, Fleet, NodeHandle, UpgradeFault};
 use drover_model::{ClusterSpec, StartUpgrade, Upgrade, UpgradeKind, UpgradeState};
 
@@ -15,19 +17,29 @@ const LIMIT: Duration = Duration::from_secs(300);
 const FROM: &str = "1.12.4";
 const TO: &str = "1.13.0";
 
-fn spec(name: &str, control_planes: &[String], workers: &[String]) -> ClusterSpec {
+/// The clusters' Kubernetes version: one Talos TO supports and 1.14 does not.
+const KUBERNETES: &str = "1.31.2";
+
+fn spec(
+    name: &str,
+    kubernetes: &str,
+    control_planes: &[String],
+    workers: &[String],
+) -> ClusterSpec {
     let template = format!(
-        "kind: Cluster\nname: {name}\ntalos: {{ version: v{FROM} }}\nkubernetes: {{ version: v1.31.2 }}\n---\nkind: ControlPlane\nmachines: [{}]\n---\nkind: Workers\nmachines: [{}]\nupdateStrategy: {{ type: rolling, maxParallelism: 1 }}\n",
+        "kind: Cluster\nname: {name}\ntalos: {{ version: v{FROM} }}\nkubernetes: {{ version: v{kubernetes} }}\n---\nkind: ControlPlane\nmachines: [{}]\n---\nkind: Workers\nmachines: [{}]\nupdateStrategy: {{ type: rolling, maxParallelism: 1 }}\n",
         control_planes.join(", "),
         workers.join(", ")
     );
     drover_template::parse(&template, &|_| Err(String::new())).unwrap()
 }
 
-/// A Ready cluster of `cps` control planes and `workers` workers, on Talos FROM.
+/// A Ready cluster of `cps` control planes and `workers` workers, on Talos FROM and Kubernetes
+/// `kubernetes`.
 async fn ready_cluster(
     drover: &TestDrover,
     name: &str,
+    kubernetes: &str,
     cps: usize,
     workers: usize,
 ) -> (
@@ -55,7 +67,7 @@ async fn ready_cluster(
     let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
     drover
         .client()
-        .create_cluster(&spec(name, &ids[..cps], &ids[cps..]))
+        .create_cluster(&spec(name, kubernetes, &ids[..cps], &ids[cps..]))
         .await
         .unwrap();
     eventually("cluster Ready", LIMIT, || {
@@ -111,7 +123,7 @@ fn upgrades(calls: &[CallRecord]) -> Vec<CallRecord> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_talos_upgrade_rolls_control_planes_first_survives_a_restart_and_rolls_back() {
     let mut drover = TestDrover::start().await;
-    let (nodes, calls, cancel, running) = ready_cluster(&drover, "prod", 3, 3).await;
+    let (nodes, calls, cancel, running) = ready_cluster(&drover, "prod", KUBERNETES, 3, 3).await;
     let client = drover.client();
     let cluster = client.get_cluster("prod").await.unwrap();
     let control_planes: HashSet<String> = cluster
@@ -236,7 +248,7 @@ async fn a_talos_upgrade_rolls_control_planes_first_survives_a_restart_and_rolls
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_node_stops_the_rollout_and_a_boot_back_to_the_old_version_is_caught() {
     let drover = TestDrover::start().await;
-    let (nodes, calls, cancel, running) = ready_cluster(&drover, "lab", 1, 2).await;
+    let (nodes, calls, cancel, running) = ready_cluster(&drover, "lab", KUBERNETES, 1, 2).await;
     let client = drover.client();
     let cluster = client.get_cluster("lab").await.unwrap();
     let cp = cluster
@@ -323,7 +335,7 @@ async fn a_failed_node_stops_the_rollout_and_a_boot_back_to_the_old_version_is_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config() {
     let mut drover = TestDrover::start().await;
-    let (nodes, calls, cancel, running) = ready_cluster(&drover, "k8s", 1, 1).await;
+    let (nodes, calls, cancel, running) = ready_cluster(&drover, "k8s", "1.32.2", 1, 1).await;
     let client = drover.client();
     let kubernetes = |version: &str| StartUpgrade {
         kind: UpgradeKind::Kubernetes,
@@ -333,15 +345,15 @@ async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config()
 
     // One minor at a time.
     let err = client
-        .start_upgrade("k8s", &kubernetes("1.33.0"))
+        .start_upgrade("k8s", &kubernetes("1.34.0"))
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("1.31.2") && err.contains("1.33.0"), "{err}");
+    assert!(err.contains("1.32.2") && err.contains("1.34.0"), "{err}");
 
     let before = calls.records().len();
     client
-        .start_upgrade("k8s", &kubernetes("1.32.0"))
+        .start_upgrade("k8s", &kubernetes("1.33.0"))
         .await
         .unwrap();
     // Restart droverd once the rollout has begun: it resumes where it was.
@@ -355,12 +367,12 @@ async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config()
         u.state == UpgradeState::Done
     })
     .await;
-    // Four steps on the control plane, one (the kubelet) on the worker.
-    assert_eq!(done.nodes.len(), 5, "{:#?}", done.nodes);
+    // Four steps on the control plane, one (the kubelet) on the worker, then the add-ons.
+    assert_eq!(done.nodes.len(), 6, "{:#?}", done.nodes);
     assert!(done.nodes.iter().all(|n| n.state == "done"));
     for node in &nodes {
         let config = node.status().config.expect("configured");
-        assert_eq!(config.kubelet_version, "v1.32.0");
+        assert_eq!(config.kubelet_version, "v1.33.0");
     }
     assert!(
         upgrades(&calls.records()).is_empty(),
@@ -382,19 +394,53 @@ async fn a_kubernetes_upgrade_moves_one_component_at_a_time_through_the_config()
     let first_new = |pick: fn(&drover_emu::KubernetesImages) -> &str| {
         applied
             .iter()
-            .position(|(_, images)| pick(images).ends_with(":v1.32.0"))
+            .position(|(_, images)| pick(images).ends_with(":v1.33.0"))
             .unwrap_or_else(|| panic!("never moved: {applied:#?}"))
     };
     let api = first_new(|i| &i.api_server);
     let controller = first_new(|i| &i.controller_manager);
     let scheduler = first_new(|i| &i.scheduler);
     let kubelet = first_new(|i| &i.kubelet);
-    // kube-proxy (a bootstrap manifest) moves with the API server, not left behind.
-    assert_eq!(first_new(|i| &i.proxy), api, "{applied:#?}");
+    // The add-ons (bootstrap manifests) come last, configured and patched: every kube-proxy
+    // and CoreDNS pod runs the new version's image, none is left behind.
+    let proxy = first_new(|i| &i.proxy);
     assert!(
-        api < controller && controller < scheduler && scheduler < kubelet,
+        api < controller && controller < scheduler && scheduler < kubelet && kubelet < proxy,
         "{applied:#?}"
     );
+    let coredns = "registry.k8s.io/coredns/coredns:v1.12.0";
+    assert!(applied[proxy].1.coredns == coredns, "{applied:#?}");
+    let cluster = client.get_cluster("k8s").await.unwrap();
+    let cp = (cluster.status.machines.iter())
+        .find(|m| m.role == drover_model::MachineRole::ControlPlane)
+        .unwrap();
+    let address = client.get_machine(cp.id.as_str()).await.unwrap().address;
+    let bundle = drover.cluster_bundle("k8s").await;
+    let kubeconfig = kubeconfig_through_tunnel(&drover, &bundle, &address).await;
+    let pods = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.containers[0].image}{\"\\n\"}{end}",
+        ],
+    );
+    let addons: Vec<&str> = pods
+        .lines()
+        .filter(|l| l.starts_with("kube-proxy-") || l.starts_with("coredns-"))
+        .collect();
+    assert_eq!(addons.len(), 2 + 2, "{pods}");
+    for line in addons {
+        let want = if line.starts_with("coredns-") {
+            coredns.to_owned()
+        } else {
+            "registry.k8s.io/kube-proxy:v1.33.0".to_owned()
+        };
+        assert!(line.ends_with(&format!(" {want}")), "{pods}");
+    }
     cancel.cancel();
     running.await.unwrap();
     drover.stop().await;
@@ -411,7 +457,7 @@ async fn a_template_sync_starts_an_upgrade_that_pauses_resumes_and_times_out_on_
         ..Default::default()
     })
     .await;
-    let (nodes, calls, cancel, running) = ready_cluster(&drover, "hang", 1, 1).await;
+    let (nodes, calls, cancel, running) = ready_cluster(&drover, "hang", KUBERNETES, 1, 1).await;
     let client = drover.client();
     let cluster = client.get_cluster("hang").await.unwrap();
     let worker = cluster

@@ -134,17 +134,22 @@ pub struct ComponentVersions {
     pub scheduler: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// The Kubernetes version whose CoreDNS release the config names (see
+    /// [`drover_model::coredns_version`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coredns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet: Option<String>,
 }
 
 impl ComponentVersions {
-    fn all(&self) -> [&Option<String>; 5] {
+    fn all(&self) -> [&Option<String>; 6] {
         [
             &self.apiserver,
             &self.controller_manager,
             &self.scheduler,
             &self.proxy,
+            &self.coredns,
             &self.kubelet,
         ]
     }
@@ -305,6 +310,10 @@ fn base_document(input: &RenderInput) -> Mapping {
         ),
         ("scheduler", component("scheduler", &versions.scheduler)),
         ("proxy", component("proxy", &versions.proxy)),
+        (
+            "coreDNS",
+            cp(image(coredns_image(&version(&versions.coredns)))),
+        ),
     ]);
     let document = map([
         ("version", "v1alpha1".into()),
@@ -315,6 +324,23 @@ fn base_document(input: &RenderInput) -> Mapping {
         unreachable!("map() builds a mapping")
     };
     document
+}
+
+/// The kube-proxy image of Kubernetes `kubernetes` (without the `v`).
+pub fn proxy_image(kubernetes: &str) -> String {
+    format!("{KUBERNETES_REGISTRY}/kube-proxy:v{kubernetes}")
+}
+
+/// The CoreDNS image that goes with Kubernetes `kubernetes` (without the `v`); a version that
+/// does not parse (refused by validation) gets the newest known release.
+pub fn coredns_image(kubernetes: &str) -> String {
+    let version = kubernetes
+        .parse()
+        .unwrap_or(drover_model::Version::new(1, u32::MAX, 0));
+    format!(
+        "{KUBERNETES_REGISTRY}/coredns/coredns:v{}",
+        drover_model::coredns_version(version)
+    )
 }
 
 /// A mapping of the entries, in order, leaving out null values.

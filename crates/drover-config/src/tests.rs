@@ -34,6 +34,7 @@ static NO_COMPONENTS: ComponentVersions = ComponentVersions {
     controller_manager: None,
     scheduler: None,
     proxy: None,
+    coredns: None,
     kubelet: None,
 };
 
@@ -461,6 +462,10 @@ fn control_planes_get_keys_and_workers_only_certificates() {
         ),
         ("cluster.scheduler.image", cp_only(&image("scheduler"))),
         ("cluster.proxy.image", cp_only(&image("proxy"))),
+        (
+            "cluster.coreDNS.image",
+            cp_only("registry.k8s.io/coredns/coredns:v1.12.0"),
+        ),
     ];
     for (path, (control_plane, worker_value)) in table {
         assert_eq!(shown(&cp, path), control_plane, "control plane: {path}");
@@ -661,6 +666,19 @@ fn component_versions_can_differ_while_a_kubernetes_upgrade_rolls() {
     );
     assert!(yaml.contains("registry.k8s.io/kube-scheduler:v1.33.1"));
     assert!(yaml.contains("ghcr.io/siderolabs/kubelet:v1.33.1"));
+    assert!(yaml.contains("registry.k8s.io/coredns/coredns:v1.12.0"));
+    let addons = ComponentVersions {
+        proxy: Some("1.34.0".into()),
+        coredns: Some("1.34.0".into()),
+        ..Default::default()
+    };
+    input.components = &addons;
+    let yaml = render(&input).unwrap().expose().to_owned();
+    assert!(yaml.contains(&proxy_image("1.34.0")), "{yaml}");
+    assert!(
+        yaml.contains("registry.k8s.io/coredns/coredns:v1.12.1"),
+        "CoreDNS follows the Kubernetes minor: {yaml}"
+    );
     let bad = ComponentVersions {
         kubelet: Some("v1.34.0".into()),
         ..Default::default()

@@ -114,6 +114,18 @@ impl MachineApi {
         crate::kube::get_json(&self.hub, address, credentials, path).await
     }
 
+    /// A strategic merge patch of the object at `path` on the Kubernetes API server on the
+    /// control plane at `address`.
+    pub async fn kubernetes_patch(
+        &self,
+        address: Ipv6Addr,
+        credentials: &crate::KubernetesCredentials,
+        path: &str,
+        patch: &serde_json::Value,
+    ) -> Result<serde_json::Value, crate::ProbeError> {
+        crate::kube::strategic_merge_patch(&self.hub, address, credentials, path, patch).await
+    }
+
     pub fn forget(&self, address: Ipv6Addr) {
         self.channels.lock().expect("not poisoned").remove(&address);
         self.authenticated

@@ -1,11 +1,12 @@
-//! Asking a cluster's Kubernetes API whether it is ready, through a control plane's tunnel.
+//! Talking to a cluster's Kubernetes API through a control plane's tunnel: whether it is ready,
+//! reading objects, and patching the add-ons an upgrade moves.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
 use drover_tunnel::Hub;
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -47,7 +48,7 @@ pub async fn readyz(
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
 ) -> Result<bool, ProbeError> {
-    let (status, _) = get(hub, address, credentials, "/readyz").await?;
+    let (status, _) = call(hub, address, credentials, Call::get("/readyz")).await?;
     Ok(status == hyper::StatusCode::OK)
 }
 
@@ -58,21 +59,73 @@ pub async fn get_json(
     credentials: &KubernetesCredentials,
     path: &str,
 ) -> Result<serde_json::Value, ProbeError> {
-    let (status, body) = get(hub, address, credentials, path).await?;
-    if status != hyper::StatusCode::OK {
-        return Err(ProbeError::Unreachable(format!("GET {path}: {status}")));
-    }
-    serde_json::from_slice(&body).map_err(|e| ProbeError::Unreachable(format!("GET {path}: {e}")))
+    json(hub, address, credentials, Call::get(path)).await
 }
 
-async fn get(
+/// A strategic merge patch of the object at `path` (`PATCH`, as `kubectl patch` sends it);
+/// returns the patched object.
+pub async fn strategic_merge_patch(
     hub: &Hub,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
     path: &str,
+    patch: &serde_json::Value,
+) -> Result<serde_json::Value, ProbeError> {
+    let call = Call {
+        method: hyper::Method::PATCH,
+        path,
+        body: Some(("application/strategic-merge-patch+json", patch.to_string())),
+    };
+    json(hub, address, credentials, call).await
+}
+
+/// One request to the API server.
+struct Call<'a> {
+    method: hyper::Method,
+    path: &'a str,
+    /// Content type and body.
+    body: Option<(&'static str, String)>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: &'a str) -> Self {
+        Self {
+            method: hyper::Method::GET,
+            path,
+            body: None,
+        }
+    }
+}
+
+/// The JSON answer of `call`; an answer other than 200 is an error naming the call.
+async fn json(
+    hub: &Hub,
+    address: Ipv6Addr,
+    credentials: &KubernetesCredentials,
+    call: Call<'_>,
+) -> Result<serde_json::Value, ProbeError> {
+    let what = format!("{} {}", call.method, call.path);
+    let (status, body) = self::call(hub, address, credentials, call).await?;
+    if status != hyper::StatusCode::OK {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|status| status["message"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(ProbeError::Unreachable(format!(
+            "{what}: {status} {message}"
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| ProbeError::Unreachable(format!("{what}: {e}")))
+}
+
+async fn call(
+    hub: &Hub,
+    address: Ipv6Addr,
+    credentials: &KubernetesCredentials,
+    call: Call<'_>,
 ) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
     let config = Arc::new(client_config(credentials)?);
-    tokio::time::timeout(PROBE_TIMEOUT, request(hub, address, config, path))
+    tokio::time::timeout(PROBE_TIMEOUT, request(hub, address, config, call))
         .await
         .map_err(|_| ProbeError::Timeout)?
 }
@@ -81,7 +134,7 @@ async fn request(
     hub: &Hub,
     address: Ipv6Addr,
     config: Arc<ClientConfig>,
-    path: &str,
+    call: Call<'_>,
 ) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
     use http_body_util::BodyExt;
     let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
@@ -98,9 +151,19 @@ async fn request(
         .await
         .map_err(|e| unreachable(&e))?;
     let driver = tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, SERVER_NAME)
-        .body(Empty::<bytes::Bytes>::new())
+    let mut request = hyper::Request::builder()
+        .method(call.method)
+        .uri(call.path)
+        .header(hyper::header::HOST, SERVER_NAME);
+    let body = match call.body {
+        Some((content_type, body)) => {
+            request = request.header(hyper::header::CONTENT_TYPE, content_type);
+            body
+        }
+        None => String::new(),
+    };
+    let request = request
+        .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|e| unreachable(&e))?;
     let result = async {
         let response = sender

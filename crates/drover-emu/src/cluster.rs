@@ -12,8 +12,9 @@
 //! - **Kubernetes nodes**: every machine running the cluster's configuration is a `Node`,
 //!   `Ready` while it runs, with the component images of its configuration; the control
 //!   planes' Kubernetes API lists them. The cluster's add-ons (kube-proxy, CoreDNS) run the
-//!   images of the bootstrapping control plane's configuration, then of the last configuration
-//!   applied to a control plane.
+//!   images of the bootstrapping control plane's configuration; as on Talos, which creates its
+//!   bootstrap manifests once, later configurations do not change them, only a patch of their
+//!   DaemonSet or Deployment through the Kubernetes API does.
 //! - **upgrades**: a control plane upgrades only while every etcd member's node runs (Talos
 //!   checks etcd's health first).
 //! - **trustd**: a worker has only the OS CA's certificate, not its key, so it gets its apid
@@ -82,6 +83,15 @@ struct Cluster {
 pub(crate) struct Addons {
     pub proxy: String,
     pub coredns: String,
+}
+
+/// One add-on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Addon {
+    /// The `kube-proxy` DaemonSet.
+    Proxy,
+    /// The `coredns` Deployment.
+    CoreDns,
 }
 
 impl Addons {
@@ -258,14 +268,17 @@ impl ClusterRegistry {
         });
     }
 
-    /// A configuration was applied to a control plane: once bootstrapped, the add-ons follow
-    /// it.
-    pub(crate) fn apply_addons(&self, cluster_id: &str, images: &KubernetesImages) {
+    /// Points `addon` at `image` (a patch of its object); `None` before bootstrap, when the
+    /// add-ons do not exist yet.
+    pub(crate) fn set_addon(&self, cluster_id: &str, addon: Addon, image: &str) -> Option<Addons> {
         self.change(cluster_id, |cluster| {
-            if let Some(addons) = &mut cluster.addons {
-                *addons = Addons::of(images);
+            let addons = cluster.addons.as_mut()?;
+            match addon {
+                Addon::Proxy => addons.proxy = image.to_owned(),
+                Addon::CoreDns => addons.coredns = image.to_owned(),
             }
-        });
+            Some(addons.clone())
+        })
     }
 
     /// Whether the control plane `uuid` may upgrade: Talos refuses while an etcd member is not
@@ -506,15 +519,22 @@ mod tests {
     }
 
     #[test]
-    fn addons_come_with_bootstrap_and_follow_control_plane_configs() {
+    fn addons_come_with_bootstrap_and_change_only_when_patched() {
         let r = ClusterRegistry::new();
         r.join("c", "prod", node(1, true));
-        r.apply_addons("c", &images("v1.34.0"));
+        assert_eq!(r.set_addon("c", Addon::Proxy, "p:v2"), None);
         assert_eq!(r.addons("c"), None, "no add-ons before bootstrap");
         r.bootstrap("c", "uuid-1", true).unwrap();
         assert_eq!(r.addons("c").unwrap().proxy, images("v1.33.1").proxy);
-        r.apply_addons("c", &images("v1.34.0"));
-        assert_eq!(r.addons("c").unwrap().proxy, images("v1.34.0").proxy);
+        r.set_images("c", "uuid-1", &images("v1.34.0"));
+        assert_eq!(
+            r.addons("c").unwrap().proxy,
+            images("v1.33.1").proxy,
+            "a new configuration leaves the add-ons alone"
+        );
+        let patched = r.set_addon("c", Addon::CoreDns, "dns:v9").unwrap();
+        assert_eq!(patched.coredns, "dns:v9");
+        assert_eq!(patched.proxy, images("v1.33.1").proxy);
         r.set_images("c", "uuid-1", &images("v1.34.0"));
         assert_eq!(r.node("c", "uuid-1").unwrap().kubelet_version(), "v1.34.0");
     }

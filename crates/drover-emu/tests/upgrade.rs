@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{Running, Secrets, eventually, install, json, run, running, wait};
-use common::plane::{TunnelPlane, get, within};
+use common::plane::{TunnelPlane, get, request, within};
 use drover_emu::{
     Call, CallRecord, FleetConfig, Lifecycle, MachineType, NodeHandle, Stage, UpgradeFault,
 };
@@ -462,6 +462,59 @@ async fn kubernetes_components_follow_the_applied_configuration() {
         image_of(&pods, &format!("kube-scheduler-{h_cp}")),
         "registry.k8s.io/kube-scheduler:v1.34.0"
     );
+    // As on Talos, the bootstrap manifests are not re-applied: the add-ons stay until their
+    // objects are patched through the API.
+    assert_eq!(
+        image_of(&pods, &format!("kube-proxy-{h_worker}")),
+        "registry.k8s.io/kube-proxy:v1.33.1"
+    );
+    assert_eq!(
+        image_of(&pods, "coredns-"),
+        drover_emu::DEFAULT_COREDNS_IMAGE
+    );
+    let patch = |path: &str, container: &str, image: &str| {
+        let body = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": container, "image": image}
+        ]}}}})
+        .to_string();
+        request(
+            "PATCH",
+            path,
+            &[("Content-Type", "application/strategic-merge-patch+json")],
+            &body,
+        )
+    };
+    let apps = "/apis/apps/v1/namespaces/kube-system";
+    for (path, container, image) in [
+        (
+            format!("{apps}/daemonsets/kube-proxy"),
+            "kube-proxy",
+            "registry.k8s.io/kube-proxy:v1.34.0",
+        ),
+        (format!("{apps}/deployments/coredns"), "coredns", coredns),
+    ] {
+        let (code, body) = plane
+            .kube(
+                address,
+                &secrets.kubernetes_ca,
+                Some(&master),
+                &patch(&path, container, image),
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            json(&body)["spec"]["template"]["spec"]["containers"][0]["image"],
+            image
+        );
+    }
+    let wrong = patch(&format!("{apps}/deployments/coredns"), "dns", coredns);
+    let (code, body) = plane
+        .kube(address, &secrets.kubernetes_ca, Some(&master), &wrong)
+        .await
+        .unwrap();
+    assert_eq!(code, 422, "{body}");
+    let pods = images(&kube(pods_path.clone()).await);
     assert_eq!(
         image_of(&pods, &format!("kube-proxy-{h_worker}")),
         "registry.k8s.io/kube-proxy:v1.34.0"

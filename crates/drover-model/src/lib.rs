@@ -28,7 +28,7 @@ pub use labels::{LabelSelector, SelectorError};
 pub use upgrades::{
     ClusterEvent, StartUpgrade, Upgrade, UpgradeKind, UpgradeNodeStatus, UpgradeState,
 };
-pub use versions::{Version, VersionError};
+pub use versions::{Version, VersionError, coredns_version};
 
 mod role;
 pub use role::{Role, UnknownRole};

@@ -72,6 +72,39 @@ const TALOS_KUBERNETES: [(u32, u32, u32); 5] = [
     (14, 32, 37),
 ];
 
+/// The CoreDNS release that goes with each Kubernetes minor (kubeadm's choice for that minor).
+const KUBERNETES_COREDNS: [(u32, &str); 10] = [
+    (28, "1.10.1"),
+    (29, "1.11.1"),
+    (30, "1.11.1"),
+    (31, "1.11.3"),
+    (32, "1.11.3"),
+    (33, "1.12.0"),
+    (34, "1.12.1"),
+    (35, "1.12.4"),
+    (36, "1.12.4"),
+    (37, "1.12.4"),
+];
+
+/// The CoreDNS version (without the `v`) a cluster on Kubernetes `kubernetes` runs: the one
+/// paired with its minor, the nearest known minor's outside the table.
+pub fn coredns_version(kubernetes: Version) -> &'static str {
+    let (first, last) = (
+        KUBERNETES_COREDNS[0],
+        KUBERNETES_COREDNS[KUBERNETES_COREDNS.len() - 1],
+    );
+    KUBERNETES_COREDNS
+        .iter()
+        .find(|(minor, _)| *minor == kubernetes.minor)
+        .copied()
+        .unwrap_or(if kubernetes.minor < first.0 {
+            first
+        } else {
+            last
+        })
+        .1
+}
+
 /// Why a version or a pair of versions is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
@@ -137,6 +170,24 @@ mod tests {
         for bad in ["", "1.13", "1.13.x", "v1..2", "1.2.3.4", "-1.2.3"] {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn coredns_follows_the_kubernetes_minor() {
+        assert_eq!(coredns_version(v("1.33.1")), "1.12.0");
+        assert_eq!(coredns_version(v("1.34.0")), "1.12.1");
+        assert_eq!(coredns_version(v("1.31.9")), "1.11.3");
+        assert_eq!(
+            coredns_version(v("1.20.0")),
+            "1.10.1",
+            "older: the oldest known"
+        );
+        assert_eq!(
+            coredns_version(v("1.40.0")),
+            "1.12.4",
+            "newer: the newest known"
+        );
+        assert_ne!(coredns_version(v("1.32.0")), coredns_version(v("1.33.0")));
     }
 
     #[test]

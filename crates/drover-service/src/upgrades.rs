@@ -272,15 +272,16 @@ pub fn kind_of(upgrade: &UpgradeRow) -> Kind {
     }
 }
 
-/// The keys, in `cluster_machines.kubernetes_versions`, of the components a step moves
-/// (kube-proxy moves with the API server).
+/// The keys, in `cluster_machines.kubernetes_versions`, of the components a step moves. The
+/// add-ons step moves them on every machine of the cluster, the others on the node's only.
 pub fn step_components(step: Step) -> &'static [&'static str] {
     match step {
         Step::Talos => &[],
-        Step::ApiServer => &["apiserver", "proxy"],
+        Step::ApiServer => &["apiserver"],
         Step::ControllerManager => &["controllerManager"],
         Step::Scheduler => &["scheduler"],
         Step::Kubelet => &["kubelet"],
+        Step::Addons => &["proxy", "coredns"],
     }
 }
 
@@ -292,6 +293,7 @@ pub fn step_named(name: &str) -> Option<Step> {
         Step::ControllerManager,
         Step::Scheduler,
         Step::Kubelet,
+        Step::Addons,
     ]
     .into_iter()
     .find(|s| s.as_str() == name)
@@ -372,7 +374,8 @@ pub fn intent(
     }
 }
 
-/// The cluster's machines as the planner sees them, with their recorded progress.
+/// The cluster's machines as the planner sees them, with their recorded progress. The add-ons
+/// are upgraded through the first unlocked control plane by hostname.
 pub fn planner_nodes(
     cluster: &ClusterRow,
     members: &[ClusterMachineRow],
@@ -385,7 +388,7 @@ pub fn planner_nodes(
         .parse()
         .unwrap_or(Version::new(1, 0, 0));
     let by_id: HashMap<&str, &MachineRow> = machines.iter().map(|m| (m.id.as_str(), m)).collect();
-    members
+    let mut nodes: Vec<Node> = members
         .iter()
         .filter(|m| parse_phase(&m.phase) == drover_model::ClusterMachinePhase::Running)
         .filter_map(|member| {
@@ -418,6 +421,7 @@ pub fn planner_nodes(
                 apiserver: control_plane.then(|| at(&configured.apiserver)),
                 controller_manager: control_plane.then(|| at(&configured.controller_manager)),
                 scheduler: control_plane.then(|| at(&configured.scheduler)),
+                addons: control_plane.then(|| at(&configured.coredns)),
                 ready: machine.connected
                     && machine.ready
                     && machine.stage.as_deref() == Some(RUNNING),
@@ -440,5 +444,15 @@ pub fn planner_nodes(
                 },
             })
         })
-        .collect()
+        .collect();
+    let carrier = (nodes.iter())
+        .filter(|n| n.role == MachineRole::ControlPlane && !n.locked)
+        .min_by(|a, b| (&a.hostname, &a.id).cmp(&(&b.hostname, &b.id)))
+        .map(|n| n.id.clone());
+    for node in &mut nodes {
+        if Some(&node.id) != carrier.as_ref() {
+            node.addons = None;
+        }
+    }
+    nodes
 }

@@ -206,6 +206,28 @@ pub async fn set_component_version(
     Ok(())
 }
 
+/// Sets `component` to `version` on every machine of `cluster` (the cluster-wide add-ons).
+pub async fn set_cluster_component_version(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    cluster: &str,
+    component: &str,
+    version: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE cluster_machines
+         SET kubernetes_versions = kubernetes_versions || jsonb_build_object($3::text, $4::text)
+         WHERE tenant_id = $1 AND cluster_name = $2",
+    )
+    .bind(tenant_uuid(tenant))
+    .bind(cluster)
+    .bind(component)
+    .bind(version)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
 /// Pins every Kubernetes component of the cluster's machines that is not pinned yet at
 /// `version`, so that a change of the cluster's version reaches machines only step by step.
 pub async fn pin_component_versions(
@@ -218,7 +240,7 @@ pub async fn pin_component_versions(
         "UPDATE cluster_machines
          SET kubernetes_versions = jsonb_build_object('apiserver', $3::text,
                  'controllerManager', $3::text, 'scheduler', $3::text, 'proxy', $3::text,
-                 'kubelet', $3::text) || kubernetes_versions
+                 'coredns', $3::text, 'kubelet', $3::text) || kubernetes_versions
          WHERE tenant_id = $1 AND cluster_name = $2",
     )
     .bind(tenant_uuid(tenant))

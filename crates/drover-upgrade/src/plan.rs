@@ -4,8 +4,9 @@
 //! Nodes roll in stages, one stage at a time. Talos: the control planes, one at a time and each
 //! only while etcd keeps quorum without it; then each worker set in turn. Kubernetes: on each
 //! control plane in turn its API server, controller manager and scheduler; then the kubelets, the
-//! control planes' one at a time, then each worker set in turn (a downgrade runs the same stages
-//! backwards, so no kubelet or component is ever newer than the API server). A worker set
+//! control planes' one at a time, then each worker set in turn, and last the cluster's add-ons
+//! (kube-proxy and CoreDNS, once, through the node that carries them; a downgrade runs the same
+//! stages backwards, so no kubelet or component is ever newer than the API server). A worker set
 //! upgrades `max_parallelism` machines at a time, less those that are not ready.
 
 use std::collections::BTreeSet;
@@ -25,6 +26,8 @@ pub enum Step {
     ControllerManager,
     Scheduler,
     Kubelet,
+    /// The cluster's add-ons (kube-proxy, CoreDNS), once for the whole cluster.
+    Addons,
 }
 
 const COMPONENTS: [Step; 3] = [Step::ApiServer, Step::ControllerManager, Step::Scheduler];
@@ -37,6 +40,7 @@ impl Step {
             Self::ControllerManager => "kube-controller-manager",
             Self::Scheduler => "kube-scheduler",
             Self::Kubelet => "kubelet",
+            Self::Addons => "addons",
         }
     }
 }
@@ -75,6 +79,9 @@ pub struct Node {
     pub apiserver: Option<Version>,
     pub controller_manager: Option<Version>,
     pub scheduler: Option<Version>,
+    /// On the one node through which the cluster's add-ons are upgraded (a control plane): the
+    /// Kubernetes version they belong to. `None` on every other node.
+    pub addons: Option<Version>,
     pub ready: bool,
     /// Locked machines are left alone (and reported).
     pub locked: bool,
@@ -90,6 +97,7 @@ impl Node {
             Step::ControllerManager => self.controller_manager,
             Step::Scheduler => self.scheduler,
             Step::Kubelet => Some(self.kubelet_version),
+            Step::Addons => self.addons,
         }
     }
 
@@ -179,11 +187,15 @@ pub fn progress_after(intent: &Intent, node: &Node, step: Step) -> NodeProgress 
 }
 
 fn steps_of(kind: Kind, node: &Node) -> Vec<Step> {
-    match (kind, node.is_cp()) {
+    let mut steps = match (kind, node.is_cp()) {
         (Kind::Talos, _) => vec![Step::Talos],
         (Kind::Kubernetes, true) => [&COMPONENTS[..], &[Step::Kubelet]].concat(),
         (Kind::Kubernetes, false) => vec![Step::Kubelet],
+    };
+    if kind == Kind::Kubernetes && node.addons.is_some() {
+        steps.push(Step::Addons);
     }
+    steps
 }
 
 /// Nodes rolled together: `parallelism` at a time, each through `steps` in order.
@@ -245,6 +257,9 @@ impl<'a> Stage<'a> {
 fn stages<'a>(intent: &Intent, nodes: &'a [Node]) -> Vec<Stage<'a>> {
     let sorted = sorted(nodes);
     let cps: Vec<&Node> = sorted.iter().copied().filter(|n| n.is_cp()).collect();
+    let addon_nodes: Vec<&Node> = (sorted.iter().copied())
+        .filter(|n| n.addons.is_some())
+        .collect();
     let mut set_names: Vec<&str> = (intent.sets.iter())
         .filter(|s| s.role == MachineRole::Worker)
         .map(|s| s.name.as_str())
@@ -279,12 +294,20 @@ fn stages<'a>(intent: &Intent, nodes: &'a [Node]) -> Vec<Stage<'a>> {
             .chain(worker_stages(Step::Talos))
             .collect(),
         Kind::Kubernetes => {
+            let addons = Stage {
+                name: "add-ons".to_owned(),
+                nodes: addon_nodes,
+                parallelism: 1,
+                steps: vec![Step::Addons],
+                quorum: false,
+            };
             let mut stages: Vec<Stage> = [
                 cp_stage("control-plane components", COMPONENTS.to_vec(), false),
                 cp_stage("control-plane kubelets", vec![Step::Kubelet], false),
             ]
             .into_iter()
             .chain(worker_stages(Step::Kubelet))
+            .chain([addons])
             .collect();
             let downgrade = nodes.iter().any(|n| {
                 [Step::ApiServer, Step::Kubelet]

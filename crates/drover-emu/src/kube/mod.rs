@@ -14,9 +14,12 @@
 //!   (see [`pods`]) as JSON or as a `meta.k8s.io/v1` `Table` when asked (what `kubectl get`
 //!   prints), filtered by equality-based label and field selectors ([`selector`]), and
 //!   `selfsubjectreviews` (`kubectl auth whoami`).
+//! - The add-ons' `kube-proxy` DaemonSet and `coredns` Deployment ([`addons`]): read, and
+//!   patched (their image), which is how an upgrade moves them.
 //! - `/version` is the answering control plane's API server version (its configuration's
 //!   `cluster.apiServer.image` tag).
 
+mod addons;
 mod objects;
 mod pods;
 mod selector;
@@ -162,6 +165,10 @@ fn router(api: KubeApi) -> Router {
         .route("/api/v1/pods", get(all_pods))
         .route("/api/v1/namespaces/{namespace}/pods", get(list_pods))
         .route("/api/v1/namespaces/{namespace}/pods/{name}", get(get_pod))
+        .route(
+            "/apis/apps/v1/namespaces/{namespace}/{kind}/{name}",
+            get(addons::get).patch(addons::patch),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(authenticate))
         .with_state(api)

@@ -403,15 +403,6 @@ impl NodeRuntime {
             ));
         };
         check_change(current, &config)?;
-        if config.machine_type == MachineType::ControlPlane
-            && matches!(
-                mode,
-                ApplyMode::Reboot | ApplyMode::Auto | ApplyMode::NoReboot
-            )
-        {
-            self.clusters
-                .apply_addons(&config.cluster_id, &config.images);
-        }
         let mut state = state;
         match mode {
             ApplyMode::Reboot => {

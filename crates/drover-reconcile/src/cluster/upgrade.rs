@@ -10,6 +10,11 @@
 //!   (`cluster_machines.kubernetes_versions`), the changed config is applied by the member
 //!   step without a reboot, and the step is done once the Kubernetes API shows the component
 //!   at the target version, ready (the node's kubelet, or the control plane's static pod).
+//! - Kubernetes add-ons, last (first in a downgrade): kube-proxy and CoreDNS are configured at
+//!   the target on every machine, and, since Talos creates its bootstrap manifests once and
+//!   never updates them, Drover patches the `kube-proxy` DaemonSet and the `coredns` Deployment
+//!   through the Kubernetes API (again each round until done: the patch is idempotent). The
+//!   step is done once every kube-proxy and CoreDNS pod runs the new image, ready.
 
 use drover_model::{MachineId, UpgradeState};
 use drover_service::upgrades::{
@@ -76,6 +81,21 @@ impl Round<'_> {
                     .await?;
                     let started = match kind {
                         Kind::Talos => self.send_talos_upgrade(machine, upgrade).await,
+                        Kind::Kubernetes if step == Step::Addons => {
+                            for component in step_components(step) {
+                                cluster_machines::set_cluster_component_version(
+                                    self.pool(),
+                                    self.tenant(),
+                                    &self.cluster.name,
+                                    component,
+                                    &upgrade.to_version,
+                                )
+                                .await?;
+                            }
+                            // Unreachable now: the next rounds patch again.
+                            let _ = self.patch_addons(&upgrade.to_version).await;
+                            Ok(())
+                        }
                         Kind::Kubernetes => {
                             for component in step_components(step) {
                                 cluster_machines::set_component_version(
@@ -204,6 +224,13 @@ impl Round<'_> {
                         && n["status"]["nodeInfo"]["kubeletVersion"] == tag.as_str()
                         && ready(n)
                 }),
+                Some(Step::Addons) => {
+                    let done = addons_at(&pods, &upgrade.to_version);
+                    if !done && let Err(error) = self.patch_addons(&upgrade.to_version).await {
+                        tracing::warn!(cluster = %self.cluster.name, %error, "patching the add-ons failed; trying again");
+                    }
+                    done
+                }
                 Some(step @ (Step::ApiServer | Step::ControllerManager | Step::Scheduler)) => {
                     let name = format!("{}-{hostname}", step.as_str());
                     items(&pods).any(|p| {
@@ -226,8 +253,48 @@ impl Round<'_> {
         Ok(false)
     }
 
+    /// Points the `kube-proxy` DaemonSet and the `coredns` Deployment at the images of
+    /// Kubernetes `version`.
+    async fn patch_addons(&self, version: &str) -> Result<(), Error> {
+        for (path, container, image) in [
+            (
+                PROXY_PATH,
+                "kube-proxy",
+                drover_config::proxy_image(version),
+            ),
+            (
+                COREDNS_PATH,
+                "coredns",
+                drover_config::coredns_image(version),
+            ),
+        ] {
+            let patch = serde_json::json!({
+                "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+            });
+            let (address, keys) = self.kubernetes_endpoint().await?;
+            self.r
+                .api
+                .kubernetes_patch(address, &keys.kubernetes, path, &patch)
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// JSON from the cluster's Kubernetes API, through a healthy control plane.
     async fn kubernetes_get(&self, path: &str) -> Result<Value, Error> {
+        let (address, keys) = self.kubernetes_endpoint().await?;
+        self.r
+            .api
+            .kubernetes_get(address, &keys.kubernetes, path)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// A healthy control plane's address, and the cluster's credentials.
+    async fn kubernetes_endpoint(
+        &self,
+    ) -> Result<(std::net::Ipv6Addr, std::sync::Arc<crate::ClusterKeys>), Error> {
         let address = self
             .members
             .iter()
@@ -237,12 +304,7 @@ impl Round<'_> {
             .find(|m| self.healthy(&m.machine_id))
             .and_then(|m| self.address(&m.machine_id))
             .ok_or_else(|| Error::Internal("no healthy control plane".into()))?;
-        let keys = self.keys().await?;
-        self.r
-            .api
-            .kubernetes_get(address, &keys.kubernetes, path)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))
+        Ok((address, self.keys().await?))
     }
 
     /// Stops the rollout at `node`'s failure.
@@ -285,6 +347,26 @@ fn hostname(machine: &MachineRow) -> String {
 
 fn items(list: &Value) -> impl Iterator<Item = &Value> {
     list["items"].as_array().into_iter().flatten()
+}
+
+const PROXY_PATH: &str = "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy";
+const COREDNS_PATH: &str = "/apis/apps/v1/namespaces/kube-system/deployments/coredns";
+
+/// Whether every kube-proxy and CoreDNS pod in `pods` (at least one of each) runs the image of
+/// Kubernetes `version`, ready.
+fn addons_at(pods: &Value, version: &str) -> bool {
+    [
+        ("kube-proxy", drover_config::proxy_image(version)),
+        ("kube-dns", drover_config::coredns_image(version)),
+    ]
+    .iter()
+    .all(|(app, image)| {
+        let mut pods = items(pods)
+            .filter(|p| p["metadata"]["labels"]["k8s-app"] == *app)
+            .peekable();
+        pods.peek().is_some()
+            && pods.all(|p| p["spec"]["containers"][0]["image"] == image.as_str() && ready(p))
+    })
 }
 
 /// Whether a Node or Pod has condition Ready=True.

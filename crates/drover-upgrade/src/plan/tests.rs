@@ -18,6 +18,7 @@ fn node(hostname: &str, set: &str, role: MachineRole) -> Node {
         apiserver: cp,
         controller_manager: cp,
         scheduler: cp,
+        addons: None,
         ready: true,
         locked: false,
         progress: NodeProgress::Pending,
@@ -33,6 +34,9 @@ fn cluster(kind: Kind, target: &str, cps: usize, sets: Sets) -> (Intent, Vec<Nod
     let mut nodes: Vec<Node> = (1..=cps)
         .map(|i| node(&format!("cp-{i}"), "control-planes", cp))
         .collect();
+    if let Some(first) = nodes.first_mut() {
+        first.addons = Some(v(K8S));
+    }
     let mut policies = vec![SetPolicy {
         name: "control-planes".into(),
         role: cp,
@@ -269,7 +273,7 @@ fn kubernetes_components_per_control_plane_then_kubelets() {
     let (intent, nodes) = cluster(Kind::Kubernetes, "1.34.0", 2, &[("w", 2, 2)]);
     let want = "cp-1 kube-apiserver, cp-1 kube-controller-manager, cp-1 kube-scheduler, \
         cp-2 kube-apiserver, cp-2 kube-controller-manager, cp-2 kube-scheduler, \
-        cp-1 kubelet, cp-2 kubelet, w-1 kubelet, w-2 kubelet";
+        cp-1 kubelet, cp-2 kubelet, w-1 kubelet, w-2 kubelet, cp-1 addons";
     assert_eq!(rollout(&intent, nodes).join(", "), want);
 }
 
@@ -297,7 +301,7 @@ fn kubernetes_skips_components_already_at_target() {
 #[test]
 fn kubernetes_rollback_runs_backwards() {
     let (intent, nodes) = cluster(Kind::Kubernetes, "1.32.4", 1, &[("w", 1, 1)]);
-    let want = "w-1 kubelet, cp-1 kubelet, \
+    let want = "cp-1 addons, w-1 kubelet, cp-1 kubelet, \
         cp-1 kube-scheduler, cp-1 kube-controller-manager, cp-1 kube-apiserver";
     assert_eq!(rollout(&intent, nodes).join(", "), want);
 }
@@ -346,7 +350,7 @@ fn kubernetes_plan_lists_each_component() {
         .map(|s| format!("{} {} {}", s.order, s.hostname, s.step))
         .collect();
     let want = "1 cp-1 kube-apiserver, 2 cp-1 kube-controller-manager, 3 cp-1 kube-scheduler, \
-        4 cp-1 kubelet, 5 w-1 kubelet, 5 w-2 kubelet";
+        4 cp-1 kubelet, 5 w-1 kubelet, 5 w-2 kubelet, 6 cp-1 addons";
     assert_eq!(steps.join(", "), want);
     assert!(plan.warnings.is_empty(), "{plan}");
 }
@@ -357,7 +361,12 @@ fn kubernetes_plan_lists_each_component() {
 fn simulate(intent: &Intent, mut nodes: Vec<Node>) -> Vec<(String, Step)> {
     let target = intent.target;
     let position = |set: &str| intent.sets.iter().position(|s| s.name == set).unwrap();
-    let stage = |n: &Node, step| (step == Step::Kubelet, position(&n.set));
+    let rank = |step| match step {
+        Step::Kubelet => 1,
+        Step::Addons => 2,
+        _ => 0,
+    };
+    let stage = |n: &Node, step| (rank(step), position(&n.set));
     let mut log: Vec<(String, Step)> = Vec::new();
     let mut in_flight: Vec<(String, Step)> = Vec::new();
     for _ in 0..10_000 {
@@ -401,6 +410,7 @@ fn simulate(intent: &Intent, mut nodes: Vec<Node>) -> Vec<(String, Step)> {
                     Step::ControllerManager => n.controller_manager = Some(target),
                     Step::Scheduler => n.scheduler = Some(target),
                     Step::Kubelet => n.kubelet_version = target,
+                    Step::Addons => n.addons = Some(target),
                 }
                 n.ready = true;
                 n.progress = progress_after(intent, n, step);
