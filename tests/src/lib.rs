@@ -192,6 +192,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
                 lease: Duration::from_secs(30),
                 upgrade_step_timeout: Duration::from_secs(60),
             }),
+        oidc: None,
         command: None,
     }
 }
