@@ -8,6 +8,8 @@
 //! fleet.provision_all(&fast_retry(), &CancellationToken::new()).await.unwrap();
 //! ```
 
+pub mod oidc;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +39,8 @@ pub struct Extra {
     pub wireguard_addr: Option<std::net::SocketAddr>,
     /// Reconciler pacing; default a 200 ms interval.
     pub reconciler: Option<drover_reconcile::ReconcilerConfig>,
+    /// Browser login through an OpenID provider (see [`oidc`]).
+    pub oidc: Option<droverd::settings::OidcLogin>,
 }
 
 impl TestDrover {
@@ -192,7 +196,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
                 lease: Duration::from_secs(30),
                 upgrade_step_timeout: Duration::from_secs(60),
             }),
-        oidc: None,
+        oidc: extra.oidc.clone(),
         command: None,
     }
 }
