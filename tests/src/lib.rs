@@ -9,6 +9,7 @@
 //! ```
 
 mod kube;
+pub mod oidc;
 
 pub use kube::{kubeconfig_through_tunnel, kubectl};
 
@@ -41,6 +42,8 @@ pub struct Extra {
     pub wireguard_addr: Option<std::net::SocketAddr>,
     /// Reconciler pacing; default a 200 ms interval.
     pub reconciler: Option<drover_reconcile::ReconcilerConfig>,
+    /// Browser login through an OpenID provider (see [`oidc`]).
+    pub oidc: Option<droverd::settings::OidcLogin>,
 }
 
 impl TestDrover {
@@ -196,6 +199,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
                 lease: Duration::from_secs(30),
                 upgrade_step_timeout: Duration::from_secs(60),
             }),
+        oidc: extra.oidc.clone(),
         command: None,
     }
 }

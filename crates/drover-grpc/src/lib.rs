@@ -26,6 +26,7 @@ pub fn status(err: ServiceError) -> Status {
         ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
         ServiceError::Conflict(_) => Code::AlreadyExists,
         ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
+        ServiceError::Unavailable(_) => Code::Unavailable,
         ServiceError::Internal(source) => {
             tracing::error!(error = %source, "internal error in a gRPC call");
             Code::Internal

@@ -74,6 +74,12 @@ uuid_id!(
     "API token"
 );
 
+uuid_id!(
+    /// A person who logs in through OpenID Connect, within one tenant.
+    UserId,
+    "user"
+);
+
 /// A machine, identified by the SMBIOS UUID its node reports, normalised to lower case.
 ///
 /// Talos sends it as a string and does not promise it is a well-formed UUID, so neither do we:

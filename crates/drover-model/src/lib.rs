@@ -4,6 +4,7 @@
 //! messages and deserialized by the CLI, so every shell shows the same fields.
 
 mod clusters;
+mod identity;
 mod ids;
 pub mod labels;
 mod resources;
@@ -18,7 +19,8 @@ pub use clusters::{
     MachineClassAllocation, MachineClassSpec, MachineConfigView, MachineRole, MachineSetSpec,
     Strategy, StrategyKind,
 };
-pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId};
+pub use identity::{Me, MePrincipal};
+pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId, UserId};
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,

@@ -6,6 +6,7 @@
 mod auth;
 mod clusters;
 mod jointokens;
+mod login;
 mod machines;
 pub mod problem;
 
@@ -26,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "jointokens", description = "Tokens nodes present to join"),
         (name = "clusters", description = "Talos clusters: desired state and status"),
         (name = "machineclasses", description = "Named label selectors over machines"),
+        (name = "identity", description = "Who is calling"),
     )
 )]
 struct ApiDoc;
@@ -47,6 +49,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(machines::routes())
         .merge(clusters::routes())
         .merge(jointokens::routes())
+        .merge(login::api_routes())
 }
 
 /// The OpenAPI document, generated from the routes themselves.
@@ -54,7 +57,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
 }
 
-/// The REST routes plus `/api/openapi.json`.
+/// The REST routes, the browser login routes under `/auth`, plus `/api/openapi.json`.
 pub fn router(drover: Drover) -> Router {
     let (routes, doc) = api().split_for_parts();
     let doc = std::sync::Arc::new(doc);
@@ -66,6 +69,7 @@ pub fn router(drover: Drover) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(login::browser_routes())
         .fallback(problem::not_found_route)
         .with_state(drover)
 }

@@ -73,6 +73,9 @@ impl From<ServiceError> for Problem {
             ServiceError::ResourceExhausted(_) => {
                 Problem::new(StatusCode::TOO_MANY_REQUESTS, "resource-exhausted", detail)
             }
+            ServiceError::Unavailable(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+            }
             ServiceError::Internal(source) => {
                 tracing::error!(error = %source, "internal error in a REST call");
                 Problem::new(

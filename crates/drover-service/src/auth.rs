@@ -1,18 +1,75 @@
 use chrono::Utc;
-use drover_model::{ApiTokenId, Role, TenantId};
-use drover_store::api_tokens;
+use drover_model::{ApiTokenId, Role, TenantId, UserId};
+use drover_store::{api_tokens, sessions};
 
+use crate::login::{session_hash, verify_csrf_token};
 use crate::secret_token::{self, TokenKind};
 use crate::{Drover, Principal, RequestContext, Result, ServiceError};
 
+/// A credential as an edge received it.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    /// Nothing was presented.
+    None,
+    /// `Authorization: Bearer <token>` (REST) or the `authorization` metadata (gRPC).
+    Bearer(&'a str),
+    /// A browser session cookie.
+    Session {
+        secret: &'a str,
+        /// The `X-CSRF-Token` header, if sent.
+        csrf_token: Option<&'a str>,
+        /// Whether the request may change something (any method but GET and HEAD): then the
+        /// CSRF token must match the session.
+        changes_state: bool,
+    },
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets themselves.
+        match self {
+            Self::None => f.write_str("Credential::None"),
+            Self::Bearer(_) => f.write_str("Credential::Bearer(..)"),
+            Self::Session { changes_state, .. } => f
+                .debug_struct("Credential::Session")
+                .field("changes_state", changes_state)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Credential<'a> {
+    fn from(bearer: Option<&'a str>) -> Self {
+        bearer.map_or(Self::None, Self::Bearer)
+    }
+}
+
 impl Drover {
-    /// Turns a bearer secret into a request context, or says why it is refused.
-    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<RequestContext> {
-        let Some(text) = bearer.map(str::trim).filter(|t| !t.is_empty()) else {
-            return Err(ServiceError::Unauthenticated(
-                "an API token is required: send `Authorization: Bearer <token>`".into(),
-            ));
-        };
+    /// Turns a credential (a bearer secret or a session cookie) into a request context, or says
+    /// why it is refused.
+    pub async fn authenticate<'a>(
+        &self,
+        credential: impl Into<Credential<'a>>,
+    ) -> Result<RequestContext> {
+        match credential.into() {
+            Credential::None => Err(no_credential()),
+            Credential::Bearer(text) => self.authenticate_bearer(text).await,
+            Credential::Session {
+                secret,
+                csrf_token,
+                changes_state,
+            } => {
+                self.authenticate_session(secret, csrf_token, changes_state)
+                    .await
+            }
+        }
+    }
+
+    async fn authenticate_bearer(&self, text: &str) -> Result<RequestContext> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(no_credential());
+        }
         let invalid = || ServiceError::Unauthenticated("the API token is not valid".into());
         let id = secret_token::parse_id(TokenKind::Api, text).ok_or_else(invalid)?;
         let id = ApiTokenId::from_uuid(id);
@@ -42,4 +99,61 @@ impl Drover {
             role,
         ))
     }
+
+    async fn authenticate_session(
+        &self,
+        secret: &str,
+        csrf_token: Option<&str>,
+        changes_state: bool,
+    ) -> Result<RequestContext> {
+        let hash = session_hash(secret);
+        let row = sessions::find_active(self.store.pool(), &hash)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Unauthenticated(
+                    "the session has ended or is not valid: log in again through /auth/login"
+                        .into(),
+                )
+            })?;
+        if changes_state {
+            match csrf_token {
+                None => {
+                    return Err(ServiceError::PermissionDenied(
+                        "a request with a session cookie that changes something needs the \
+                         X-CSRF-Token header (its value is csrfToken in GET /api/v1/me)"
+                            .into(),
+                    ));
+                }
+                Some(token) if !verify_csrf_token(secret, token) => {
+                    return Err(ServiceError::PermissionDenied(
+                        "the X-CSRF-Token header does not belong to this session".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let role: Role = row
+            .role
+            .parse()
+            .map_err(|e: drover_model::UnknownRole| ServiceError::Internal(Box::new(e)))?;
+        let tenant = TenantId::from_uuid(row.tenant_id);
+        sessions::touch(self.store.pool(), tenant, &hash).await?;
+        Ok(RequestContext::new(
+            tenant,
+            Principal::User {
+                id: UserId::from_uuid(row.user_id),
+                email: row.email,
+                name: row.name,
+            },
+            role,
+        ))
+    }
+}
+
+fn no_credential() -> ServiceError {
+    ServiceError::Unauthenticated(
+        "an API token is required: send `Authorization: Bearer <token>` (or log in through \
+         /auth/login in a browser)"
+            .into(),
+    )
 }

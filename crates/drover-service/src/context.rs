@@ -1,4 +1,4 @@
-use drover_model::{ApiTokenId, Role, TenantId};
+use drover_model::{ApiTokenId, Role, TenantId, UserId};
 
 use crate::{Result, ServiceError};
 
@@ -13,7 +13,16 @@ pub struct RequestContext {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    ApiToken { id: ApiTokenId, name: String },
+    ApiToken {
+        id: ApiTokenId,
+        name: String,
+    },
+    /// A person logged in through OpenID Connect, by a browser session.
+    User {
+        id: UserId,
+        email: String,
+        name: String,
+    },
 }
 
 impl RequestContext {

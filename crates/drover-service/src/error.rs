@@ -26,6 +26,10 @@ pub enum ServiceError {
     /// A limit of the tenant's plan or the installation is reached.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Something this call needs is not there right now (e.g. the identity provider does not
+    /// answer) or not configured.
+    #[error("{0}")]
+    Unavailable(String),
     /// A fault of ours; edges log the source and tell the caller only that it happened.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

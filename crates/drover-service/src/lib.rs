@@ -11,6 +11,7 @@ mod context;
 mod dataplane;
 mod error;
 mod jointokens;
+pub mod login;
 mod machines;
 mod provision;
 pub mod secret_token;
@@ -23,6 +24,7 @@ use drover_siderolink::join::TunnelServices;
 use drover_siderolink::keys::PublicKey;
 use drover_store::Store;
 
+pub use auth::Credential;
 pub use bootstrap::{Bootstrap, DEFAULT_TENANT_NAME};
 pub use clusters::{
     component_versions, install_disk, machine_labels, parse_phase, parse_role,
@@ -33,6 +35,7 @@ pub use dataplane::{
     KernelLogLine, LOG_LINES_KEPT, LivenessChange, NodeReport, PeerSink, TunnelPeer,
 };
 pub use error::{Result, ServiceError};
+pub use login::{Callback, LoggedOut, LoginStart, NewSession, OidcSettings, OidcSettingsError};
 pub use machines::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use provision::{ProvisionOutcome, ProvisionRequest};
 pub use secrets::Keyring;
@@ -63,6 +66,7 @@ pub struct Drover {
     store: Store,
     config: std::sync::Arc<ServiceConfig>,
     peers: Option<std::sync::Arc<dyn PeerSink>>,
+    oidc: Option<std::sync::Arc<login::Oidc>>,
 }
 
 impl Drover {
@@ -71,6 +75,7 @@ impl Drover {
             store,
             config: std::sync::Arc::new(config),
             peers: None,
+            oidc: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Every function that reads or writes a tenant's rows takes that tenant's [`TenantId`], so no
 //! query can reach a row without it. The only lookups without a tenant are the ones that
-//! establish it from a credential (`api_tokens::find_by_id`, `join_tokens::find_for_provision`).
+//! establish it from a credential (`api_tokens::find_by_id`, `join_tokens::find_for_provision`,
+//! `sessions::find_active`).
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
@@ -13,9 +14,11 @@ pub mod join_tokens;
 pub mod logs;
 pub mod machine_classes;
 pub mod machines;
+pub mod sessions;
 pub mod tenant_keys;
 pub mod tenants;
 pub mod upgrades;
+pub mod users;
 
 use std::time::Duration;
 
@@ -63,6 +66,8 @@ impl From<sqlx::Error> for StoreError {
                 "cluster_machines_pkey" => "a cluster membership for this machine",
                 "cluster_secrets_pkey" => "this cluster secret",
                 "cluster_upgrades_one_active" => "an upgrade under way for this cluster",
+                "users_email_unique" => "a user with this e-mail address",
+                "users_subject_unique" => "a user with this identity",
                 _ => "a row with these values",
             };
             return Self::Conflict { constraint, what };

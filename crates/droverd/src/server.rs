@@ -124,6 +124,20 @@ impl Server {
             },
         )
         .with_peer_sink(drover_dataplane::peer_sink(&hub));
+        let drover = match &settings.oidc {
+            Some(oidc) => {
+                let login = oidc.service_settings(http_addr);
+                tracing::info!(
+                    issuer = %login.issuer,
+                    redirect_uri = %login.redirect_url(),
+                    "browser login through OpenID Connect is on"
+                );
+                drover
+                    .with_oidc(login)
+                    .context("OpenID Connect login settings")?
+            }
+            None => drover,
+        };
         let token_file = settings.data_dir.join(datadir::INITIAL_ADMIN_TOKEN_FILE);
         let bootstrap = drover
             .bootstrap(|token| datadir::replace_secret_file(&token_file, &format!("{token}\n")))
@@ -188,6 +202,19 @@ impl Server {
                 machine_cancel.cancel();
             }
         });
+        if drover.oidc_settings().is_some() {
+            // Early, so a wrong issuer shows in the log at start; logins retry it anyway.
+            let discover = drover.clone();
+            let stop = cancel.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    found = discover.discover_identity_provider() => if let Err(err) = found {
+                        tracing::warn!(error = %err, "the identity provider is not usable yet; logins will retry");
+                    }
+                }
+            });
+        }
         tasks.close();
         listening.store(true, Ordering::Release);
         tracing::info!(wireguard = ?hub.udp_local_addr(), "WireGuard endpoint is up");

@@ -101,6 +101,45 @@ pub struct Args {
     #[arg(long, env = "DROVER_RECONCILE_INTERVAL", value_name = "DURATION")]
     pub reconcile_interval: Option<humantime::Duration>,
 
+    /// OpenID Connect issuer URL for browser login (discovery at
+    /// `<issuer>/.well-known/openid-configuration`). Without it, only API tokens work.
+    #[arg(long, env = "DROVER_OIDC_ISSUER", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+
+    /// The client id droverd is registered under at the identity provider.
+    #[arg(long, env = "DROVER_OIDC_CLIENT_ID", value_name = "ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// The client secret, for a confidential client (prefer the environment variable).
+    /// Without one, droverd is a public client and relies on PKCE.
+    #[arg(
+        long,
+        env = "DROVER_OIDC_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub oidc_client_secret: Option<String>,
+
+    /// The URL browsers use to reach droverd; the redirect URI to register at the provider is
+    /// this plus `/auth/callback`. Cookies are `Secure` when it is https. [default:
+    /// http://<bound HTTP address>]
+    #[arg(long, env = "DROVER_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// E-mail addresses that become Admin at their first login (the provider must mark them
+    /// verified); repeat or comma-separate.
+    #[arg(
+        long,
+        env = "DROVER_INITIAL_ADMIN_EMAIL",
+        value_name = "EMAIL",
+        value_delimiter = ','
+    )]
+    pub initial_admin_email: Vec<String>,
+
+    /// How long a browser session lasts. [default: 12h]
+    #[arg(long, env = "DROVER_SESSION_TTL", value_name = "DURATION")]
+    pub session_ttl: Option<humantime::Duration>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -146,6 +185,13 @@ struct FileSettings {
     master_key: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     reconcile_interval: Option<std::time::Duration>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
+    public_url: Option<String>,
+    initial_admin_email: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    session_ttl: Option<std::time::Duration>,
 }
 
 mod humantime_serde_opt {
@@ -178,8 +224,62 @@ pub struct Settings {
     /// The key-encryption key from configuration (None = `<data-dir>/master.key`).
     pub master_key: Option<secrecy::SecretString>,
     pub reconciler: drover_reconcile::ReconcilerConfig,
+    /// Browser login through OpenID Connect, when an issuer is configured.
+    pub oidc: Option<OidcLogin>,
     pub command: Option<Command>,
 }
+
+/// Browser login settings; the public URL defaults to the bound HTTP address at start.
+#[derive(Clone)]
+pub struct OidcLogin {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<secrecy::SecretString>,
+    pub public_url: Option<url::Url>,
+    pub initial_admin_emails: Vec<String>,
+    pub session_ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for OidcLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcLogin")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "public_url",
+                &self.public_url.as_ref().map(url::Url::as_str),
+            )
+            .field("initial_admin_emails", &self.initial_admin_emails)
+            .field("session_ttl", &self.session_ttl)
+            .finish()
+    }
+}
+
+impl OidcLogin {
+    /// The service's settings, with `bound` (the HTTP listener) as the default public URL.
+    pub fn service_settings(&self, bound: SocketAddr) -> drover_service::OidcSettings {
+        let public_url = self.public_url.clone().unwrap_or_else(|| {
+            format!("http://{bound}/")
+                .parse()
+                .expect("a socket address makes a URL")
+        });
+        drover_service::OidcSettings {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            public_url,
+            initial_admin_emails: self.initial_admin_emails.clone(),
+            session_ttl: self.session_ttl,
+        }
+    }
+}
+
+/// Default lifetime of a browser session.
+pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -216,6 +316,12 @@ pub enum SettingsError {
     Endpoint(String),
     #[error("machine-api-tls-cert and machine-api-tls-key must be given together")]
     TlsPair,
+    #[error("{0} needs oidc-issuer (browser login through OpenID Connect)")]
+    OidcWithoutIssuer(&'static str),
+    #[error("oidc-client-id must be set with oidc-issuer")]
+    OidcWithoutClientId,
+    #[error("public-url: {0:?} is not an http(s) URL")]
+    PublicUrl(String),
 }
 
 impl Settings {
@@ -261,7 +367,20 @@ impl Settings {
                 return Err(SettingsError::Endpoint(e.clone()));
             }
         }
+        let oidc = oidc_login(
+            args.oidc_issuer.or(file.oidc_issuer),
+            args.oidc_client_id.or(file.oidc_client_id),
+            args.oidc_client_secret.or(file.oidc_client_secret),
+            args.public_url.or(file.public_url),
+            if args.initial_admin_email.is_empty() {
+                file.initial_admin_email.unwrap_or_default()
+            } else {
+                args.initial_admin_email
+            },
+            args.session_ttl.map(Into::into).or(file.session_ttl),
+        )?;
         Ok(Self {
+            oidc,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -360,6 +479,46 @@ impl Settings {
     }
 }
 
+fn oidc_login(
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    public_url: Option<String>,
+    initial_admin_emails: Vec<String>,
+    session_ttl: Option<std::time::Duration>,
+) -> Result<Option<OidcLogin>, SettingsError> {
+    let Some(issuer) = issuer.filter(|i| !i.is_empty()) else {
+        if client_id.is_some() {
+            return Err(SettingsError::OidcWithoutIssuer("oidc-client-id"));
+        }
+        if !initial_admin_emails.is_empty() {
+            return Err(SettingsError::OidcWithoutIssuer("initial-admin-email"));
+        }
+        return Ok(None);
+    };
+    let client_id = client_id
+        .filter(|c| !c.is_empty())
+        .ok_or(SettingsError::OidcWithoutClientId)?;
+    let public_url = public_url
+        .map(|text| {
+            url::Url::parse(&text)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or(SettingsError::PublicUrl(text))
+        })
+        .transpose()?;
+    Ok(Some(OidcLogin {
+        issuer,
+        client_id,
+        client_secret: client_secret
+            .filter(|s| !s.is_empty())
+            .map(secrecy::SecretString::from),
+        public_url,
+        initial_admin_emails,
+        session_ttl: session_ttl.unwrap_or(DEFAULT_SESSION_TTL),
+    }))
+}
+
 fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
         path: path.to_owned(),
@@ -421,6 +580,53 @@ mod tests {
         let err =
             Settings::resolve(args(&["--advertised-wireguard-endpoints", "nohost"])).unwrap_err();
         assert!(matches!(err, SettingsError::Endpoint(_)));
+    }
+
+    #[test]
+    fn oidc_login_settings() {
+        let s = Settings::resolve(args(&[])).unwrap();
+        assert!(s.oidc.is_none());
+        let s = Settings::resolve(args(&[
+            "--oidc-issuer",
+            "https://idp.example.com",
+            "--oidc-client-id",
+            "drover",
+            "--initial-admin-email",
+            "a@example.com,b@example.com",
+            "--initial-admin-email",
+            "c@example.com",
+        ]))
+        .unwrap();
+        let oidc = s.oidc.expect("configured");
+        assert_eq!(
+            oidc.initial_admin_emails,
+            ["a@example.com", "b@example.com", "c@example.com"]
+        );
+        assert!(oidc.client_secret.is_none());
+        let service = oidc.service_settings("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            service.redirect_url().as_str(),
+            "http://127.0.0.1:8080/auth/callback"
+        );
+        assert!(!format!("{oidc:?}").contains("secret\""));
+
+        let err = Settings::resolve(args(&["--oidc-client-id", "drover"])).unwrap_err();
+        assert!(matches!(
+            err,
+            SettingsError::OidcWithoutIssuer("oidc-client-id")
+        ));
+        let err = Settings::resolve(args(&["--oidc-issuer", "https://idp"])).unwrap_err();
+        assert!(matches!(err, SettingsError::OidcWithoutClientId));
+        let err = Settings::resolve(args(&[
+            "--oidc-issuer",
+            "https://idp",
+            "--oidc-client-id",
+            "d",
+            "--public-url",
+            "ftp://x",
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::PublicUrl(_)));
     }
 
     #[test]

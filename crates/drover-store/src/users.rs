@@ -1,0 +1,128 @@
+//! Users of a tenant: people who log in through OpenID Connect.
+
+use chrono::{DateTime, Utc};
+use drover_model::{TenantId, UserId};
+use sqlx::PgExecutor;
+
+use crate::{Result, tenant_uuid};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: uuid::Uuid,
+    pub tenant_id: uuid::Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub oidc_issuer: Option<String>,
+    pub oidc_subject: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl UserRow {
+    pub fn user_id(&self) -> UserId {
+        UserId::from_uuid(self.id)
+    }
+}
+
+const COLUMNS: &str = "id, tenant_id, email, name, role, oidc_issuer, oidc_subject, created_at, \
+                       last_login_at";
+
+pub struct NewUser<'a> {
+    pub id: UserId,
+    /// Lower case.
+    pub email: &'a str,
+    pub name: &'a str,
+    pub role: &'a str,
+    /// The provider identity, for a user created at login; None for an invitation.
+    pub oidc: Option<(&'a str, &'a str)>,
+}
+
+pub async fn insert(e: impl PgExecutor<'_>, tenant: TenantId, u: NewUser<'_>) -> Result<UserRow> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO users (id, tenant_id, email, name, role, oidc_issuer, oidc_subject, last_login_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6::text IS NULL THEN NULL ELSE now() END)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(u.id.as_uuid())
+    .bind(tenant_uuid(tenant))
+    .bind(u.email)
+    .bind(u.name)
+    .bind(u.role)
+    .bind(u.oidc.map(|(issuer, _)| issuer))
+    .bind(u.oidc.map(|(_, subject)| subject))
+    .fetch_one(e)
+    .await?)
+}
+
+/// The user a provider identity belongs to.
+pub async fn find_by_subject(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND oidc_issuer = $2 AND oidc_subject = $3"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(e)
+    .await?)
+}
+
+pub async fn find_by_email(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    email: &str,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(email)
+    .fetch_optional(e)
+    .await?)
+}
+
+/// Binds a provider identity to a user that has none yet (an invitation's first login).
+/// Returns None when the row has an identity already (or is gone).
+pub async fn bind_identity(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: UserId,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE users SET oidc_issuer = $3, oidc_subject = $4
+         WHERE tenant_id = $1 AND id = $2 AND oidc_subject IS NULL
+         RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(id.as_uuid())
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(e)
+    .await?)
+}
+
+/// Records a login, with the name and e-mail the provider gave this time.
+pub async fn record_login(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: UserId,
+    name: &str,
+) -> Result<UserRow> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE users SET last_login_at = now(), name = CASE WHEN $3 = '' THEN name ELSE $3 END
+         WHERE tenant_id = $1 AND id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(id.as_uuid())
+    .bind(name)
+    .fetch_one(e)
+    .await?)
+}

@@ -1,0 +1,339 @@
+//! Browser login end to end against a real OpenID provider (`oidc-provider` on Node): the
+//! authorization code flow with PKCE through droverd's `/auth` routes, users, sessions in
+//! PostgreSQL, CSRF protection of cookie-authenticated changes, logout.
+
+use drover_e2e::oidc::{Browser, OidcProvider, ProviderConfig, browser_login, login_settings};
+use drover_e2e::{Extra, TestDrover};
+use serde_json::Value;
+
+const ADMIN: &str = "ops@example.com";
+const STRANGER: &str = "eve@example.com";
+
+/// droverd with login through a fresh provider knowing ADMIN and STRANGER; ADMIN is an
+/// initial admin.
+async fn start() -> (TestDrover, OidcProvider) {
+    let pending = OidcProvider::listen().await;
+    let drover = TestDrover::start_with(Extra {
+        oidc: Some(login_settings(pending.issuer(), &[ADMIN])),
+        ..Extra::default()
+    })
+    .await;
+    let provider = pending
+        .configure(
+            &ProviderConfig::for_drover(&drover)
+                .user(ADMIN, "Olga Ops")
+                .user(STRANGER, "Eve"),
+        )
+        .await;
+    (drover, provider)
+}
+
+async fn whoami(browser: &Browser, drover: &TestDrover) -> (u16, Value) {
+    let response = browser
+        .http
+        .get(format!("{}/api/v1/me", drover.http_url()))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn session_count(drover: &TestDrover) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(drover.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_admin_logs_in_holds_a_hashed_session_and_logs_out() {
+    let (drover, provider) = start().await;
+    let browser = Browser::new();
+    let landed = browser_login(&browser, &drover.http_url(), ADMIN).await;
+    assert_eq!(landed.status(), 200);
+    assert_eq!(
+        landed.url().as_str(),
+        format!("{}/", drover.http_url()),
+        "after the callback the browser lands on droverd's start page"
+    );
+
+    let (status, me) = whoami(&browser, &drover).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["principal"]["kind"], "user");
+    assert_eq!(me["principal"]["email"], ADMIN);
+    assert_eq!(me["principal"]["name"], "Olga Ops");
+    assert_eq!(me["role"], "admin");
+    let csrf = me["csrfToken"]
+        .as_str()
+        .expect("a session gets a CSRF token");
+
+    // The cookie and what the database holds.
+    let secret = browser
+        .cookie(&drover.http_url(), "drover_session")
+        .expect("a session cookie");
+    let (rows, plain, hashed): (i64, bool, bool) = sqlx::query_as(
+        "SELECT count(*),
+                bool_or(s::text LIKE '%' || $1 || '%' OR id_hash = convert_to($1, 'UTF8')),
+                bool_and(id_hash = sha256(convert_to($1, 'UTF8')))
+         FROM sessions s",
+    )
+    .bind(&secret)
+    .fetch_one(drover.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
+    assert!(!plain, "the session row must not hold the session id");
+    assert!(
+        hashed,
+        "the session row holds the SHA-256 of the session id"
+    );
+    let (role, subject): (String, Option<String>) =
+        sqlx::query_as("SELECT role, oidc_subject FROM users WHERE email = $1")
+            .bind(ADMIN)
+            .fetch_one(drover.pool())
+            .await
+            .unwrap();
+    assert_eq!(role, "admin");
+    assert!(
+        subject.is_some(),
+        "the first login binds the provider identity"
+    );
+
+    // The initial admin API token keeps working next to sessions.
+    drover.client().list_join_tokens().await.unwrap();
+
+    // Logout is a change: without the CSRF token it is refused and the session stays.
+    let logout = format!("{}/auth/logout", drover.http_url());
+    let refused = browser.manual.post(&logout).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(whoami(&browser, &drover).await.0, 200);
+
+    let out = browser
+        .manual
+        .post(&logout)
+        .header("X-CSRF-Token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let location = out.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/session/end?", provider.issuer())),
+        "logout continues at the provider's end_session_endpoint: {location}"
+    );
+    assert!(location.contains("client_id=drover"), "{location}");
+    assert_eq!(session_count(&drover).await, 0);
+    assert_eq!(whoami(&browser, &drover).await.0, 401);
+    // The old cookie, presented again, no longer works either.
+    let replayed = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", drover.http_url()))
+        .header("cookie", format!("drover_session={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 401);
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_user_is_refused_and_gets_no_session() {
+    let (drover, _provider) = start().await;
+    let browser = Browser::new();
+    let refused = browser_login(&browser, &drover.http_url(), STRANGER).await;
+    assert_eq!(refused.url().path(), "/auth/callback");
+    assert_eq!(refused.status(), 403);
+    let problem: Value = refused.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(STRANGER) && detail.contains("not a user of this Drover"),
+        "{detail}"
+    );
+    assert!(
+        browser
+            .cookie(&drover.http_url(), "drover_session")
+            .is_none()
+    );
+    assert_eq!(session_count(&drover).await, 0);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(drover.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 0);
+    assert_eq!(whoami(&browser, &drover).await.0, 401);
+    drover.stop().await;
+}
+
+/// Logs in up to the provider's redirect back to droverd, and returns that callback URL.
+async fn callback_url(browser: &Browser, drover: &TestDrover, email: &str) -> reqwest::Url {
+    let form = browser
+        .http
+        .get(format!("{}/auth/login", drover.http_url()))
+        .send()
+        .await
+        .unwrap();
+    let stopped = drover_e2e::oidc::submit_login_form(browser, form, email).await;
+    assert_eq!(
+        stopped.status(),
+        303,
+        "stopped at the redirect to the callback"
+    );
+    let location = stopped.headers()["location"].to_str().unwrap();
+    let url: reqwest::Url = location.parse().unwrap();
+    assert_eq!(url.path(), "/auth/callback");
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_replayed_and_foreign_callbacks_are_refused() {
+    let (drover, _provider) = start().await;
+    // A browser that stops at droverd's callback, so the test can play with it.
+    let stop_at_callback = || {
+        reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().path() == "/auth/callback" {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        })
+    };
+    let browser = Browser::with_redirects(stop_at_callback());
+    let callback = callback_url(&browser, &drover, ADMIN).await;
+
+    // A changed state is unknown.
+    let mut tampered = callback.clone();
+    let pairs: Vec<(String, String)> = callback
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                format!("{v}x")
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    tampered.query_pairs_mut().clear().extend_pairs(&pairs);
+    let response = browser.manual.get(tampered).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("state is unknown"),
+        "{problem}"
+    );
+    assert_eq!(session_count(&drover).await, 0);
+
+    // The real callback works once ...
+    let response = browser.manual.get(callback.clone()).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(session_count(&drover).await, 1);
+    // ... and not twice.
+    let response = browser.manual.get(callback).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("already used"),
+        "{problem}"
+    );
+    assert_eq!(session_count(&drover).await, 1);
+
+    // A callback from a login another browser started (login CSRF) is refused.
+    let victim = Browser::with_redirects(stop_at_callback());
+    let attacker = Browser::with_redirects(stop_at_callback());
+    let foreign = callback_url(&attacker, &drover, ADMIN).await;
+    let response = victim.manual.get(foreign).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not started by this browser"),
+        "{problem}"
+    );
+    assert!(
+        victim
+            .cookie(&drover.http_url(), "drover_session")
+            .is_none()
+    );
+    assert_eq!(session_count(&drover).await, 1);
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_authenticated_changes_need_the_csrf_token() {
+    let (drover, _provider) = start().await;
+    let browser = Browser::new();
+    assert_eq!(
+        browser_login(&browser, &drover.http_url(), ADMIN)
+            .await
+            .status(),
+        200
+    );
+    let (_, me) = whoami(&browser, &drover).await;
+    let csrf = me["csrfToken"].as_str().unwrap().to_owned();
+    let url = format!("{}/api/v1/jointokens", drover.http_url());
+    let body = serde_json::json!({ "name": "from-the-browser" });
+
+    let response = browser.http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("X-CSRF-Token"),
+        "{problem}"
+    );
+    let response = browser
+        .http
+        .post(&url)
+        .header("X-CSRF-Token", "0".repeat(64))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // Reads need no token; the refused attempts created nothing.
+    let list: Vec<Value> = browser
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.is_empty(), "{list:?}");
+
+    let response = browser
+        .http
+        .post(&url)
+        .header("X-CSRF-Token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let names: Vec<String> = drover
+        .client()
+        .list_join_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["from-the-browser"]);
+
+    // Bearer tokens need no CSRF token.
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(drover.admin_token())
+        .json(&serde_json::json!({ "name": "from-a-script" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    drover.stop().await;
+}
