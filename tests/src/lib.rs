@@ -160,6 +160,32 @@ impl TestDrover {
     }
 
     /// Runs SQL against droverd's database, for checks of what is stored.
+    /// A new API token of the default tenant with `role`; its secret.
+    pub async fn api_token(&self, name: &str, role: drover_model::Role) -> String {
+        use drover_service::secret_token::{self, TokenKind};
+        let minted = secret_token::mint(TokenKind::Api);
+        let tenant =
+            drover_store::tenants::find_by_name(self.pool(), drover_service::DEFAULT_TENANT_NAME)
+                .await
+                .unwrap()
+                .expect("the default tenant exists")
+                .tenant_id();
+        drover_store::api_tokens::insert(
+            self.pool(),
+            tenant,
+            drover_store::api_tokens::NewApiToken {
+                id: drover_model::ApiTokenId::from_uuid(minted.id),
+                name,
+                role: role.as_str(),
+                secret_hash: &minted.hash,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+        secret_token::reveal(&minted)
+    }
+
     pub fn pool(&self) -> &sqlx::PgPool {
         self.server().service().store().pool()
     }
@@ -200,6 +226,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
                 upgrade_step_timeout: Duration::from_secs(60),
             }),
         oidc: extra.oidc.clone(),
+        audit_retention: droverd::settings::DEFAULT_AUDIT_RETENTION,
         command: None,
     }
 }

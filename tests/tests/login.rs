@@ -133,6 +133,19 @@ async fn an_initial_admin_logs_in_holds_a_hashed_session_and_logs_out() {
         .await
         .unwrap();
     assert_eq!(replayed.status(), 401);
+
+    // The login and the logout are in the audit log under the person's name.
+    let log = drover
+        .client()
+        .audit_log(0, &drover_client::AuditFilter::default())
+        .await
+        .unwrap();
+    let actor = format!("user:{ADMIN}");
+    let mine: Vec<(&str, &str)> = (log.iter())
+        .filter(|e| e.actor == actor)
+        .map(|e| (e.action.as_str(), e.result.as_str()))
+        .collect();
+    assert_eq!(mine, [("login", "ok"), ("logout", "ok")], "{log:#?}");
     drover.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! `drover`, the command-line client of Drover.
 
+mod audit;
 mod clusters;
 mod output;
 
@@ -71,6 +72,22 @@ enum Command {
         machine: String,
         #[arg(required = true)]
         labels: Vec<String>,
+    },
+    /// Show the audit log: every change, login and credential issued (Admin).
+    #[command(name = "audit-log")]
+    AuditLog {
+        /// Keep printing new entries as they are recorded.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only entries since this RFC 3339 time or this long ago (`1h`, `7days`).
+        #[arg(long, value_parser = audit::parse_since)]
+        since: Option<DateTime<Utc>>,
+        /// Only actions starting with this, e.g. `cluster.` or `joinToken.create`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor, e.g. `user:alice@example.com` or `token:ci`.
+        #[arg(long)]
+        actor: Option<String>,
     },
     /// Manage join tokens, which nodes present to join.
     #[command(name = "jointoken")]
@@ -202,6 +219,19 @@ async fn run(cli: Cli) -> Result<()> {
             tail,
         } => logs(&client, &machine, follow, tail).await,
         Command::JoinToken { action } => join_token(&client, action).await,
+        Command::AuditLog {
+            follow,
+            since,
+            action,
+            actor,
+        } => {
+            let filter = drover_client::AuditFilter {
+                since,
+                action,
+                actor,
+            };
+            audit::print(&client, filter, follow).await
+        }
         Command::Get {
             what: Get::Clusters { output },
         } => {

@@ -1,9 +1,9 @@
 //! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
 
 use drover_model::{
-    Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken, CreatedJoinToken,
-    JoinInstructions, JoinToken, LogPage, Machine, MachineClass, MachineClassSpec,
-    MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
+    AuditEntry, Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken,
+    CreatedJoinToken, JoinInstructions, JoinToken, LogPage, Machine, MachineClass,
+    MachineClassSpec, MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -47,6 +47,16 @@ impl ClientError {
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Which audit log entries to read (see [`Client::audit_log`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Actions starting with this, e.g. `cluster.`.
+    pub action: Option<String>,
+    /// e.g. `user:alice@example.com`.
+    pub actor: Option<String>,
+}
 
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -337,6 +347,22 @@ impl Client {
             .query(&[("after", after)]),
         )
         .await
+    }
+
+    /// The audit log after entry `after`, oldest first, filtered as `filter` says.
+    pub async fn audit_log(&self, after: i64, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut query: Vec<(&str, String)> = vec![("after", after.to_string())];
+        if let Some(since) = filter.since {
+            query.push(("since", since.to_rfc3339()));
+        }
+        if let Some(action) = &filter.action {
+            query.push(("action", action.clone()));
+        }
+        if let Some(actor) = &filter.actor {
+            query.push(("actor", actor.clone()));
+        }
+        self.send(self.request(Method::GET, "api/v1/audit-log").query(&query))
+            .await
     }
 
     pub async fn list_machine_classes(&self) -> Result<Vec<MachineClass>> {

@@ -3,6 +3,7 @@
 //! The same structs are returned by the service layer, serialized by REST, mapped to gRPC
 //! messages and deserialized by the CLI, so every shell shows the same fields.
 
+mod audit;
 mod clusters;
 mod identity;
 mod ids;
@@ -13,6 +14,7 @@ mod variants;
 pub mod versions;
 pub use variants::{parse_variant, variant_name};
 
+pub use audit::AuditEntry;
 pub use clusters::{
     CONTROL_PLANE_SET, ClassSize, Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineSpec,
     ClusterMachineStatus, ClusterPhase, ClusterSpec, ClusterStatus, ConfigPatch, MachineClass,

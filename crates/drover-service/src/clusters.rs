@@ -30,6 +30,21 @@ impl Drover {
     }
 
     pub async fn create_cluster(&self, ctx: &RequestContext, spec: ClusterSpec) -> Result<Cluster> {
+        let target = spec.name.clone();
+        self.audited(
+            ctx,
+            "cluster.create",
+            &target,
+            self.create_cluster_unaudited(ctx, spec),
+        )
+        .await
+    }
+
+    async fn create_cluster_unaudited(
+        &self,
+        ctx: &RequestContext,
+        spec: ClusterSpec,
+    ) -> Result<Cluster> {
         let spec = normalized(spec);
         ctx.require(Role::Operator, "creating a cluster")?;
         self.validate_cluster_spec(&spec)?;
@@ -58,6 +73,21 @@ impl Drover {
 
     /// Replaces a cluster's spec. Versions cannot change here (upgrades roll them).
     pub async fn update_cluster(&self, ctx: &RequestContext, spec: ClusterSpec) -> Result<Cluster> {
+        let target = spec.name.clone();
+        self.audited(
+            ctx,
+            "cluster.update",
+            &target,
+            self.update_cluster_unaudited(ctx, spec),
+        )
+        .await
+    }
+
+    async fn update_cluster_unaudited(
+        &self,
+        ctx: &RequestContext,
+        spec: ClusterSpec,
+    ) -> Result<Cluster> {
         let spec = normalized(spec);
         ctx.require(Role::Operator, "changing a cluster")?;
         self.validate_cluster_spec(&spec)?;
@@ -101,6 +131,26 @@ impl Drover {
     /// Creates the cluster or brings its spec to `spec` (what `template sync` does), saying what
     /// changes. With `dry_run` nothing is stored.
     pub async fn apply_cluster(
+        &self,
+        ctx: &RequestContext,
+        spec: ClusterSpec,
+        dry_run: bool,
+    ) -> Result<ClusterChanges> {
+        let target = spec.name.clone();
+        self.audited(
+            ctx,
+            if dry_run {
+                "cluster.sync.dryRun"
+            } else {
+                "cluster.sync"
+            },
+            &target,
+            self.apply_cluster_unaudited(ctx, spec, dry_run),
+        )
+        .await
+    }
+
+    async fn apply_cluster_unaudited(
         &self,
         ctx: &RequestContext,
         spec: ClusterSpec,
@@ -193,6 +243,16 @@ impl Drover {
     /// Starts tearing a cluster down: every machine is reset, then the cluster and its secrets
     /// are forgotten.
     pub async fn delete_cluster(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
+        self.audited(
+            ctx,
+            "cluster.delete",
+            name,
+            self.delete_cluster_unaudited(ctx, name),
+        )
+        .await
+    }
+
+    async fn delete_cluster_unaudited(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
         ctx.require(Role::Operator, "deleting a cluster")?;
         let row = clusters::mark_deleting(self.store().pool(), ctx.tenant(), name)
             .await?
@@ -369,6 +429,21 @@ impl Drover {
         ctx: &RequestContext,
         spec: MachineClassSpec,
     ) -> Result<MachineClass> {
+        let target = spec.name.clone();
+        self.audited(
+            ctx,
+            "machineClass.put",
+            &target,
+            self.put_machine_class_unaudited(ctx, spec),
+        )
+        .await
+    }
+
+    async fn put_machine_class_unaudited(
+        &self,
+        ctx: &RequestContext,
+        spec: MachineClassSpec,
+    ) -> Result<MachineClass> {
         ctx.require(Role::Operator, "changing machine classes")?;
         crate::jointokens::validate_name(&spec.name)?;
         if spec.selectors.is_empty() {
@@ -394,6 +469,16 @@ impl Drover {
 
     /// Deletes a machine class no cluster uses.
     pub async fn delete_machine_class(&self, ctx: &RequestContext, name: &str) -> Result<()> {
+        self.audited(
+            ctx,
+            "machineClass.delete",
+            name,
+            self.delete_machine_class_unaudited(ctx, name),
+        )
+        .await
+    }
+
+    async fn delete_machine_class_unaudited(&self, ctx: &RequestContext, name: &str) -> Result<()> {
         ctx.require(Role::Operator, "changing machine classes")?;
         for cluster in clusters::list(self.store().pool(), ctx.tenant()).await? {
             if cluster
@@ -477,6 +562,21 @@ impl Drover {
         id: &str,
         labels: BTreeMap<String, String>,
     ) -> Result<Machine> {
+        self.audited(
+            ctx,
+            "machine.setLabels",
+            id,
+            self.set_machine_labels_unaudited(ctx, id, labels),
+        )
+        .await
+    }
+
+    async fn set_machine_labels_unaudited(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Machine> {
         ctx.require(Role::Operator, "labelling a machine")?;
         let id = parse_machine_id(id)?;
         for (key, value) in &labels {
@@ -491,6 +591,21 @@ impl Drover {
 
     /// Replaces a machine's machine-scope config patches (the lowest precedence).
     pub async fn set_machine_patches(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        patches: Vec<ConfigPatch>,
+    ) -> Result<Machine> {
+        self.audited(
+            ctx,
+            "machine.setPatches",
+            id,
+            self.set_machine_patches_unaudited(ctx, id, patches),
+        )
+        .await
+    }
+
+    async fn set_machine_patches_unaudited(
         &self,
         ctx: &RequestContext,
         id: &str,

@@ -15,6 +15,21 @@ impl Drover {
         ctx: &RequestContext,
         req: CreateJoinToken,
     ) -> Result<CreatedJoinToken> {
+        let target = req.name.clone();
+        self.audited(
+            ctx,
+            "joinToken.create",
+            &target,
+            self.create_join_token_unaudited(ctx, req),
+        )
+        .await
+    }
+
+    async fn create_join_token_unaudited(
+        &self,
+        ctx: &RequestContext,
+        req: CreateJoinToken,
+    ) -> Result<CreatedJoinToken> {
         ctx.require(Role::Admin, "creating a join token")?;
         validate_name(&req.name)?;
         if let Some(expiry) = req.expires_at.filter(|e| *e <= Utc::now()) {
@@ -70,6 +85,20 @@ impl Drover {
 
     /// Revokes a token: new joins with it are refused. Machines that joined with it stay.
     pub async fn revoke_join_token(&self, ctx: &RequestContext, token: &str) -> Result<JoinToken> {
+        self.audited(
+            ctx,
+            "joinToken.revoke",
+            token,
+            self.revoke_join_token_unaudited(ctx, token),
+        )
+        .await
+    }
+
+    async fn revoke_join_token_unaudited(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<JoinToken> {
         ctx.require(Role::Admin, "revoking a join token")?;
         let row = self.find_join_token(ctx, token).await?;
         let row = join_tokens::revoke(
@@ -84,6 +113,20 @@ impl Drover {
     }
 
     pub async fn make_default_join_token(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<JoinToken> {
+        self.audited(
+            ctx,
+            "joinToken.makeDefault",
+            token,
+            self.make_default_join_token_unaudited(ctx, token),
+        )
+        .await
+    }
+
+    async fn make_default_join_token_unaudited(
         &self,
         ctx: &RequestContext,
         token: &str,

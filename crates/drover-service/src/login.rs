@@ -436,6 +436,8 @@ impl Drover {
         .await?;
         tx.commit().await.map_err(drover_store::StoreError::from)?;
         tracing::info!(user = %user.id, email = %user.email, "logged in");
+        self.record(tenant, &format!("user:{}", user.email), "login", "", "ok")
+            .await;
         Ok(NewSession {
             secret,
             expires_at,
@@ -447,6 +449,20 @@ impl Drover {
     /// Ends the session with this cookie secret (if it is one) and says where the browser can
     /// end its session at the provider.
     pub async fn logout(&self, ctx: &RequestContext, session_secret: &str) -> Result<LoggedOut> {
+        self.audited(
+            ctx,
+            "logout",
+            "",
+            self.logout_unaudited(ctx, session_secret),
+        )
+        .await
+    }
+
+    async fn logout_unaudited(
+        &self,
+        ctx: &RequestContext,
+        session_secret: &str,
+    ) -> Result<LoggedOut> {
         sessions::delete(
             self.store.pool(),
             ctx.tenant(),

@@ -59,6 +59,16 @@ impl Drover {
     /// Removes a machine from the inventory: its tunnel is closed, its logs are dropped. A node
     /// that is still running and holds a valid join token can join again as a new machine.
     pub async fn delete_machine(&self, ctx: &RequestContext, id: &str) -> Result<()> {
+        self.audited(
+            ctx,
+            "machine.delete",
+            id,
+            self.delete_machine_unaudited(ctx, id),
+        )
+        .await
+    }
+
+    async fn delete_machine_unaudited(&self, ctx: &RequestContext, id: &str) -> Result<()> {
         ctx.require(Role::Operator, "deleting a machine")?;
         let id: MachineId = id
             .parse()

@@ -99,6 +99,12 @@ impl Drover {
                         address = %outcome.node_address, new = outcome.new_machine,
                         "machine provisioned"
                     );
+                    if outcome.new_machine {
+                        let actor = format!("machine:{}", outcome.machine);
+                        let target = format!("joinToken:{}", token.name);
+                        self.record(outcome.tenant, &actor, "machine.join", &target, "ok")
+                            .await;
+                    }
                     return Ok(outcome);
                 }
             }

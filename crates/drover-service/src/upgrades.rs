@@ -31,6 +31,25 @@ impl Drover {
         cluster: &str,
         req: StartUpgrade,
     ) -> Result<Upgrade> {
+        self.audited(
+            ctx,
+            if req.dry_run {
+                "upgrade.plan"
+            } else {
+                "upgrade.start"
+            },
+            cluster,
+            self.start_upgrade_unaudited(ctx, cluster, req),
+        )
+        .await
+    }
+
+    async fn start_upgrade_unaudited(
+        &self,
+        ctx: &RequestContext,
+        cluster: &str,
+        req: StartUpgrade,
+    ) -> Result<Upgrade> {
         ctx.require(Role::Operator, "upgrading a cluster")?;
         let (kind, kind_text) = match req.kind {
             UpgradeKind::Talos => (Kind::Talos, "talos"),
@@ -188,6 +207,22 @@ impl Drover {
 
     /// Pauses (no node starts), resumes, or cancels the cluster's upgrade under way.
     pub async fn set_upgrade_state(
+        &self,
+        ctx: &RequestContext,
+        cluster: &str,
+        to: UpgradeState,
+    ) -> Result<Upgrade> {
+        let action = format!("upgrade.{}", to.as_str());
+        self.audited(
+            ctx,
+            &action,
+            cluster,
+            self.set_upgrade_state_unaudited(ctx, cluster, to),
+        )
+        .await
+    }
+
+    async fn set_upgrade_state_unaudited(
         &self,
         ctx: &RequestContext,
         cluster: &str,

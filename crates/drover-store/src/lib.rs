@@ -7,6 +7,7 @@
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
+pub mod audit_log;
 pub mod cluster_machines;
 pub mod clusters;
 pub mod dataplane;

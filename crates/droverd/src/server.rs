@@ -188,6 +188,12 @@ impl Server {
             cancel.clone(),
             &tasks,
         );
+        spawn_audit_pruning(
+            drover.clone(),
+            settings.audit_retention,
+            cancel.clone(),
+            &tasks,
+        );
         let machine_router = machine_api
             .add_service(drover_grpc::provision_service(drover.clone()))
             .add_service(dataplane.grpc_carrier().into_service());
@@ -336,4 +342,31 @@ pub fn keyring(settings: &Settings) -> Result<Keyring> {
             )
         }),
     }
+}
+
+/// Deletes audit log entries older than `retention`, at start and then hourly (several replicas
+/// may do it at once: the delete is idempotent).
+fn spawn_audit_pruning(
+    drover: Drover,
+    retention: std::time::Duration,
+    cancel: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        tracing::warn!("the audit retention is too long to enforce; entries are kept");
+        return;
+    };
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = every.tick() => match drover.prune_audit_log(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "pruned the audit log"),
+                    Err(err) => tracing::warn!(error = %err, "pruning the audit log failed"),
+                },
+            }
+        }
+    });
 }

@@ -140,6 +140,10 @@ pub struct Args {
     #[arg(long, env = "DROVER_SESSION_TTL", value_name = "DURATION")]
     pub session_ttl: Option<humantime::Duration>,
 
+    /// How long audit log entries are kept. [default: 90days]
+    #[arg(long, env = "DROVER_AUDIT_RETENTION", value_name = "DURATION")]
+    pub audit_retention: Option<humantime::Duration>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -192,6 +196,8 @@ struct FileSettings {
     initial_admin_email: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde_opt")]
     session_ttl: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    audit_retention: Option<std::time::Duration>,
 }
 
 mod humantime_serde_opt {
@@ -226,6 +232,8 @@ pub struct Settings {
     pub reconciler: drover_reconcile::ReconcilerConfig,
     /// Browser login through OpenID Connect, when an issuer is configured.
     pub oidc: Option<OidcLogin>,
+    /// Audit log entries older than this are deleted.
+    pub audit_retention: std::time::Duration,
     pub command: Option<Command>,
 }
 
@@ -277,6 +285,10 @@ impl OidcLogin {
         }
     }
 }
+
+/// How long audit log entries are kept unless configured.
+pub const DEFAULT_AUDIT_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// Default lifetime of a browser session.
 pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
@@ -381,6 +393,11 @@ impl Settings {
         )?;
         Ok(Self {
             oidc,
+            audit_retention: args
+                .audit_retention
+                .map(Into::into)
+                .or(file.audit_retention)
+                .unwrap_or(DEFAULT_AUDIT_RETENTION),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
