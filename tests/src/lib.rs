@@ -271,6 +271,23 @@ pub async fn machines_where(
     .await
 }
 
+/// The path of one of the workspace's binaries (`cargo build --workspace --bins` builds them;
+/// `scripts/test` does).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
 pub fn spawn_fleet(mut fleet: Fleet, cancel: CancellationToken) -> tokio::task::JoinHandle<Fleet> {
     tokio::spawn(async move {
         fleet

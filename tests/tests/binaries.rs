@@ -14,14 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
-        path.display()
-    );
-    path
+    drover_e2e::binary(name)
 }
 
 struct Droverd {

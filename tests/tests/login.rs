@@ -2,7 +2,9 @@
 //! authorization code flow with PKCE through droverd's `/auth` routes, users, sessions in
 //! PostgreSQL, CSRF protection of cookie-authenticated changes, logout.
 
-use drover_e2e::oidc::{Browser, OidcProvider, ProviderConfig, browser_login, login_settings};
+use drover_e2e::oidc::{
+    Browser, OidcProvider, ProviderConfig, browser_login, login_settings, submit_login_form,
+};
 use drover_e2e::{Extra, TestDrover};
 use serde_json::Value;
 
@@ -348,5 +350,195 @@ async fn cookie_authenticated_changes_need_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    drover.stop().await;
+}
+
+/// Runs the real `drover` CLI with the config file `config`; (success, stdout, stderr).
+fn drover_cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(drover_e2e::binary("drover"))
+        .env("DROVER_CONFIG", config)
+        .env_remove("DROVER_TOKEN")
+        .env_remove("DROVER_ENDPOINT")
+        .env_remove("DROVER_CONTEXT")
+        .args(args)
+        .output()
+        .expect("drover runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
+    use tokio::io::AsyncBufReadExt;
+    let (drover, _provider) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drover/config.yaml");
+
+    // `drover login` prints the address to open and waits on a loopback port.
+    let mut login = tokio::process::Command::new(drover_e2e::binary("drover"))
+        .env("DROVER_CONFIG", &config)
+        .env_remove("DROVER_TOKEN")
+        .args(["login", "--no-browser", "--endpoint", &drover.http_url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(login.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("drover login prints the address");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    assert!(
+        address.starts_with(&format!("{}/auth/cli?port=", drover.http_url())),
+        "{address}"
+    );
+
+    // The browser logs in, then is asked to allow the CLI.
+    let browser = Browser::new();
+    let form = browser.http.get(&address).send().await.unwrap();
+    assert_eq!(form.status(), 200, "the provider's login form");
+    let page = submit_login_form(&browser, form, ADMIN).await;
+    assert_eq!(page.url().path(), "/auth/cli/authorize");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(ADMIN),
+        "the page says who the CLI will act as: {html}"
+    );
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    let authorize = format!("{}/auth/cli/authorize", drover.http_url());
+    // Without the CSRF field the page's form is refused.
+    let forged = browser
+        .manual
+        .post(&authorize)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("decision=allow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let allowed = browser
+        .manual
+        .post(&authorize)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&decision=allow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 303);
+    let to_cli = allowed.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to_cli.starts_with("http://127.0.0.1:"), "{to_cli}");
+    let code = url::Url::parse(&to_cli)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let answer = browser.http.get(&to_cli).send().await.unwrap();
+    assert!(answer.text().await.unwrap().contains("logged in"));
+    let status = login.wait().await.unwrap();
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(login.stdout.as_mut().unwrap(), &mut out)
+        .await
+        .unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&format!("logged in as {ADMIN}")), "{out}");
+
+    // The code worked once: presented again (even with a verifier) it is refused.
+    let anonymous = drover_client::Client::new(&drover.http_url(), None).unwrap();
+    let again = anonymous
+        .cli_token_for_code(&code, "a-verifier-of-43-characters-aaaaaaaaaaaaaaa")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("already used"), "{again}");
+
+    // The context is saved owner-only and used by later commands.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, contexts, err) = drover_cli(&config, &["config", "contexts"]);
+    assert!(ok, "{err}");
+    assert!(contexts.contains(&format!("login ({ADMIN})")), "{contexts}");
+    let (ok, _, err) = drover_cli(&config, &["jointoken", "create", "from-cli"]);
+    assert!(ok, "an Admin's CLI login may create a join token: {err}");
+
+    // An expired session is renewed with the refresh token, which then is used up.
+    let saved: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let old_token = saved["contexts"]["default"]["login"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_refresh = saved["contexts"]["default"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let expires = saved["contexts"]["default"]["login"]["expiresAt"]
+        .as_str()
+        .unwrap();
+    std::fs::write(&config, text.replace(expires, "2000-01-01T00:00:00Z")).unwrap();
+    let (ok, log, err) = drover_cli(&config, &["audit-log", "--action", "cli."]);
+    assert!(ok, "{err}");
+    for action in ["cli.authorize", "cli.login", "cli.refresh"] {
+        assert!(log.contains(action), "{action} missing from:\n{log}");
+    }
+    let renewed: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_ne!(
+        renewed["contexts"]["default"]["login"]["token"]
+            .as_str()
+            .unwrap(),
+        old_token
+    );
+    let reused = anonymous
+        .cli_token_for_refresh(&old_refresh)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(reused.contains("refresh token"), "{reused}");
+
+    // Contexts: add one with a token, switch, delete; logout forgets the login.
+    let admin_token = drover.admin_token().to_owned();
+    let (ok, _, err) = drover_cli(
+        &config,
+        &[
+            "config",
+            "add",
+            "tokened",
+            "--server",
+            &drover.http_url(),
+            "--with-token",
+            &admin_token,
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = drover_cli(&config, &["config", "use", "tokened"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = drover_cli(&config, &["get", "machines"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = drover_cli(&config, &["config", "use", "missing"]);
+    assert!(!ok && err.contains("no context \"missing\""), "{err}");
+    let (ok, _, err) = drover_cli(&config, &["--context", "default", "logout"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = drover_cli(&config, &["--context", "default", "get", "machines"]);
+    assert!(!ok && err.contains("(401)"), "without the login: {err}");
     drover.stop().await;
 }

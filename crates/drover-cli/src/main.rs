@@ -2,6 +2,8 @@
 
 mod audit;
 mod clusters;
+mod contexts;
+mod login;
 mod output;
 
 use anyhow::{Context, Result, bail};
@@ -18,14 +20,12 @@ use output::Format;
     about = "Manage a Drover control plane for Talos Linux fleets"
 )]
 struct Cli {
-    /// droverd's HTTP address.
-    #[arg(
-        long,
-        global = true,
-        env = "DROVER_ENDPOINT",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    endpoint: String,
+    /// droverd's HTTP address [default: the context's, else http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "DROVER_ENDPOINT")]
+    endpoint: Option<String>,
+    /// The context of the config file to use [default: its current context].
+    #[arg(long, global = true, env = "DROVER_CONTEXT")]
+    context: Option<String>,
     /// API token (e.g. the initial admin token from <data-dir>/initial-admin-token).
     #[arg(long, global = true, env = "DROVER_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -73,6 +73,19 @@ enum Command {
         #[arg(required = true)]
         labels: Vec<String>,
     },
+    /// Log in through the browser; the session (refreshed as needed) is kept in the context.
+    Login {
+        /// Print the address to open instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Forget the context's login.
+    Logout,
+    /// Manage the contexts of the config file (endpoints and credentials).
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
     /// Show the audit log: every change, login and credential issued (Admin).
     #[command(name = "audit-log")]
     AuditLog {
@@ -95,6 +108,25 @@ enum Command {
         #[command(subcommand)]
         action: JoinTokenCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// List the contexts; the current one is starred.
+    Contexts,
+    /// Make a context the current one.
+    Use { name: String },
+    /// Add or replace a context.
+    Add {
+        name: String,
+        #[arg(long = "server", visible_alias = "url")]
+        server: String,
+        /// An API or service-account token (else log in with `drover login`).
+        #[arg(long = "with-token")]
+        with_token: Option<String>,
+    },
+    /// Remove a context.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -182,9 +214,61 @@ async fn main() {
     }
 }
 
+/// The endpoint when neither a flag, the environment nor a context names one.
+const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
+
 async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.endpoint, cli.token).context("--endpoint")?;
-    match cli.command {
+    let path = contexts::path()?;
+    let mut file = contexts::ConfigFile::load(&path)?;
+    let chosen = file
+        .context(cli.context.as_deref())?
+        .map(|(name, c)| (name.to_owned(), c.clone()));
+    let endpoint = cli
+        .endpoint
+        .clone()
+        .or_else(|| chosen.as_ref().map(|(_, c)| c.endpoint.clone()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let command = match cli.command {
+        Command::Login { no_browser } => {
+            let credential = login::login(&endpoint, !no_browser).await?;
+            let name = cli
+                .context
+                .or_else(|| chosen.map(|(name, _)| name))
+                .unwrap_or_else(|| "default".to_owned());
+            let email = credential.email.clone();
+            let context = file.contexts.entry(name.clone()).or_default();
+            context.endpoint = endpoint;
+            context.token = None;
+            context.login = Some(credential);
+            file.current_context = Some(name.clone());
+            file.save(&path)?;
+            println!(
+                "logged in as {email}; context {name:?} saved in {}",
+                path.display()
+            );
+            return Ok(());
+        }
+        Command::Logout => {
+            let Some((name, _)) = chosen else {
+                bail!("no context to log out of");
+            };
+            if let Some(c) = file.contexts.get_mut(&name) {
+                c.login = None;
+            }
+            file.save(&path)?;
+            println!("logged out of context {name:?}");
+            return Ok(());
+        }
+        Command::Config { action } => return config(&mut file, &path, action),
+        command => command,
+    };
+    let token = match (cli.token, &chosen) {
+        (Some(token), _) => Some(token),
+        (None, Some((name, context))) => context_token(&mut file, &path, name, context).await?,
+        (None, None) => None,
+    };
+    let client = Client::new(&endpoint, token).context("--endpoint")?;
+    match command {
         Command::Get {
             what: Get::Machines { output },
         } => {
@@ -219,6 +303,9 @@ async fn run(cli: Cli) -> Result<()> {
             tail,
         } => logs(&client, &machine, follow, tail).await,
         Command::JoinToken { action } => join_token(&client, action).await,
+        Command::Login { .. } | Command::Logout | Command::Config { .. } => {
+            unreachable!("handled before a client is made")
+        }
         Command::AuditLog {
             follow,
             since,
@@ -340,6 +427,71 @@ fn describe_machine(m: &Machine) -> String {
     rows.iter()
         .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
         .collect()
+}
+
+fn config(
+    file: &mut contexts::ConfigFile,
+    path: &std::path::Path,
+    action: ConfigCmd,
+) -> Result<()> {
+    match action {
+        ConfigCmd::Contexts => {
+            print!("{}", file.listing());
+            return Ok(());
+        }
+        ConfigCmd::Use { name } => file.use_context(&name)?,
+        ConfigCmd::Add {
+            name,
+            server,
+            with_token,
+        } => {
+            url::Url::parse(&server).with_context(|| format!("--server {server:?}"))?;
+            file.contexts.insert(
+                name.clone(),
+                contexts::Context {
+                    endpoint: server,
+                    token: with_token,
+                    login: None,
+                },
+            );
+            file.current_context.get_or_insert(name);
+        }
+        ConfigCmd::Delete { name } => file.delete(&name)?,
+    }
+    file.save(path)
+}
+
+/// The context's bearer token: its API token, or its login's session, refreshed (and saved)
+/// when it expires within a minute.
+async fn context_token(
+    file: &mut contexts::ConfigFile,
+    path: &std::path::Path,
+    name: &str,
+    context: &contexts::Context,
+) -> Result<Option<String>> {
+    if let Some(token) = &context.token {
+        return Ok(Some(token.clone()));
+    }
+    let Some(login) = &context.login else {
+        return Ok(None);
+    };
+    if login.expires_at > Utc::now() + chrono::Duration::minutes(1) {
+        return Ok(Some(login.token.clone()));
+    }
+    if login.refresh_expires_at <= Utc::now() {
+        bail!("the login of context {name:?} has expired: run drover login again");
+    }
+    let client = Client::new(&context.endpoint, None).context("the context's endpoint")?;
+    let fresh = client
+        .cli_token_for_refresh(&login.refresh_token)
+        .await
+        .context("renewing the login (run drover login again if it keeps failing)")?;
+    let token = fresh.token.clone();
+    if let Some(c) = file.contexts.get_mut(name) {
+        c.login = Some(fresh);
+    }
+    file.save(path)?;
+    Ok(Some(token))
 }
 
 async fn logs(client: &Client, machine: &str, follow: bool, tail: u32) -> Result<()> {

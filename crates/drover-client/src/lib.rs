@@ -1,7 +1,7 @@
 //! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
 
 use drover_model::{
-    AuditEntry, Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken,
+    AuditEntry, CliCredential, Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken,
     CreatedJoinToken, JoinInstructions, JoinToken, LogPage, Machine, MachineClass,
     MachineClassSpec, MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
 };
@@ -345,6 +345,27 @@ impl Client {
                 &format!("api/v1/clusters/{}/events", segment(cluster)),
             )
             .query(&[("after", after)]),
+        )
+        .await
+    }
+
+    /// `drover login`'s exchange of the one-time code its loopback listener received (with the
+    /// verifier of its challenge) for a credential. Needs no token.
+    pub async fn cli_token_for_code(&self, code: &str, verifier: &str) -> Result<CliCredential> {
+        let body = serde_json::json!({"code": code, "verifier": verifier});
+        self.send(
+            self.request(Method::POST, "api/v1/auth/cli/token")
+                .json(&body),
+        )
+        .await
+    }
+
+    /// A new CLI credential for a refresh token (which is used up). Needs no token.
+    pub async fn cli_token_for_refresh(&self, refresh_token: &str) -> Result<CliCredential> {
+        let body = serde_json::json!({"refreshToken": refresh_token});
+        self.send(
+            self.request(Method::POST, "api/v1/auth/cli/token")
+                .json(&body),
         )
         .await
     }

@@ -1,5 +1,6 @@
 //! Who is calling: users, sessions, API tokens as the APIs show them.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -32,4 +33,27 @@ pub enum MePrincipal {
     /// An API token (`Authorization: Bearer`).
     #[serde(rename_all = "camelCase")]
     ApiToken { id: ApiTokenId, name: String },
+}
+
+/// What the CLI keeps after logging in (secret: `Debug` shows no token).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CliCredential {
+    /// `Authorization: Bearer` value, until `expires_at`.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// Exchange for a new credential before `refresh_expires_at`; works once.
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub email: String,
+}
+
+impl std::fmt::Debug for CliCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliCredential")
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .finish_non_exhaustive()
+    }
 }

@@ -21,7 +21,7 @@ pub use clusters::{
     MachineClassAllocation, MachineClassSpec, MachineConfigView, MachineRole, MachineSetSpec,
     Strategy, StrategyKind,
 };
-pub use identity::{Me, MePrincipal};
+pub use identity::{CliCredential, Me, MePrincipal};
 pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId, UserId};
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,

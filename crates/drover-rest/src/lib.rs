@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod cli_login;
 mod clusters;
 mod jointokens;
 mod login;
@@ -53,6 +54,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(jointokens::routes())
         .merge(login::api_routes())
         .merge(audit::routes())
+        .merge(cli_login::api_routes())
 }
 
 /// The OpenAPI document, generated from the routes themselves.
@@ -73,6 +75,7 @@ pub fn router(drover: Drover) -> Router {
             }),
         )
         .merge(login::browser_routes())
+        .merge(cli_login::browser_routes())
         .fallback(problem::not_found_route)
         .with_state(drover)
 }

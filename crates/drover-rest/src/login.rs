@@ -84,8 +84,14 @@ async fn callback(
         let ttl = (session.expires_at - chrono::Utc::now())
             .num_seconds()
             .max(0);
+        // A CLI login under way continues at the page that allows the CLI.
+        let next = if cookie(&request_headers, crate::cli_login::CLI_COOKIE).is_some() {
+            crate::cli_login::AUTHORIZE_PATH.to_owned()
+        } else {
+            start_page(&drover)
+        };
         let mut headers = HeaderMap::new();
-        headers.insert(LOCATION, header_value(start_page(&drover).as_str())?);
+        headers.insert(LOCATION, header_value(&next)?);
         headers.append(
             SET_COOKIE,
             header_value(&set_cookie(
@@ -144,23 +150,29 @@ async fn logout(
     Ok((StatusCode::SEE_OTHER, headers).into_response())
 }
 
-fn start_page(drover: &Drover) -> String {
+pub(crate) fn start_page(drover: &Drover) -> String {
     drover
         .oidc_settings()
         .map_or_else(|| "/".to_owned(), |s| s.public_url.to_string())
 }
 
-fn secure_cookies(drover: &Drover) -> bool {
+pub(crate) fn secure_cookies(drover: &Drover) -> bool {
     drover.oidc_settings().is_some_and(|s| s.secure_cookies())
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Secure under https; max-age 0 removes it.
-fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    secure: bool,
+) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }
 
-fn header_value(text: &str) -> Result<HeaderValue, Problem> {
+pub(crate) fn header_value(text: &str) -> Result<HeaderValue, Problem> {
     HeaderValue::from_str(text).map_err(|_| {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

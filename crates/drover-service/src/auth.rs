@@ -70,6 +70,10 @@ impl Drover {
         if text.is_empty() {
             return Err(no_credential());
         }
+        if let Some(session) = text.strip_prefix(crate::cli_login::CLI_TOKEN_PREFIX) {
+            // A CLI login's session: a bearer credential, so no CSRF token is needed.
+            return self.authenticate_session(session, None, false).await;
+        }
         let invalid = || ServiceError::Unauthenticated("the API token is not valid".into());
         let id = secret_token::parse_id(TokenKind::Api, text).ok_or_else(invalid)?;
         let id = ApiTokenId::from_uuid(id);

@@ -7,6 +7,7 @@
 pub mod audit;
 mod auth;
 mod bootstrap;
+pub mod cli_login;
 mod clusters;
 mod context;
 mod dataplane;

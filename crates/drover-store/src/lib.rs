@@ -8,6 +8,7 @@
 
 pub mod api_tokens;
 pub mod audit_log;
+pub mod cli_login;
 pub mod cluster_machines;
 pub mod clusters;
 pub mod dataplane;

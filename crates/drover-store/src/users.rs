@@ -55,6 +55,21 @@ pub async fn insert(e: impl PgExecutor<'_>, tenant: TenantId, u: NewUser<'_>) ->
     .await?)
 }
 
+/// The user with this id.
+pub async fn find_by_id(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(user.as_uuid())
+    .fetch_optional(e)
+    .await?)
+}
+
 /// The user a provider identity belongs to.
 pub async fn find_by_subject(
     e: impl PgExecutor<'_>,
