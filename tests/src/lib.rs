@@ -8,9 +8,11 @@
 //! fleet.provision_all(&fast_retry(), &CancellationToken::new()).await.unwrap();
 //! ```
 
+mod cluster;
 mod kube;
 pub mod oidc;
 
+pub use cluster::{ReadyCluster, cluster_spec, ready_cluster};
 pub use kube::{kubeconfig_through_tunnel, kubectl};
 
 use std::path::{Path, PathBuf};
@@ -203,6 +205,11 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_tls: extra.machine_api_tls.clone(),
+        kube_proxy: droverd::settings::KubeProxySettings {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            url: None,
+            tls: None,
+        },
         advertised_machine_api: None,
         wireguard_addr: extra
             .wireguard_addr

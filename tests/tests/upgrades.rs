@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use drover_client::Client;
-use drover_e2e::{
-    TestDrover, eventually, kubeconfig_through_tunnel, kubectl, machines_where, spawn_fleet,
-};
+use drover_e2e::{TestDrover, eventually, kubeconfig_through_tunnel, kubectl};
 use drover_emu::{CallRecord, CancellationToken, Fleet, NodeHandle, UpgradeFault};
 use drover_model::{ClusterSpec, StartUpgrade, Upgrade, UpgradeKind, UpgradeState};
 
@@ -19,20 +17,6 @@ const TO: &str = "1.13.0";
 
 /// The clusters' Kubernetes version: one Talos TO supports and 1.14 does not.
 const KUBERNETES: &str = "1.31.2";
-
-fn spec(
-    name: &str,
-    kubernetes: &str,
-    control_planes: &[String],
-    workers: &[String],
-) -> ClusterSpec {
-    let template = format!(
-        "kind: Cluster\nname: {name}\ntalos: {{ version: v{FROM} }}\nkubernetes: {{ version: v{kubernetes} }}\n---\nkind: ControlPlane\nmachines: [{}]\n---\nkind: Workers\nmachines: [{}]\nupdateStrategy: {{ type: rolling, maxParallelism: 1 }}\n",
-        control_planes.join(", "),
-        workers.join(", ")
-    );
-    drover_template::parse(&template, &|_| Err(String::new())).unwrap()
-}
 
 /// A Ready cluster of `cps` control planes and `workers` workers, on Talos FROM and Kubernetes
 /// `kubernetes`.
@@ -48,42 +32,8 @@ async fn ready_cluster(
     CancellationToken,
     tokio::task::JoinHandle<Fleet>,
 ) {
-    let token = drover.join_token(name).await;
-    // Installs, reboots and upgrades take no time: the tests check order, not speed.
-    let mut config = drover.fleet_config(&token.secret, cps + workers, name, &format!("v{FROM}"));
-    config.lifecycle = drover_emu::Lifecycle::INSTANT;
-    let fleet = Fleet::new(config);
-    let nodes = fleet.nodes();
-    let calls = fleet.clusters().calls().clone();
-    let cancel = CancellationToken::new();
-    let running = spawn_fleet(fleet, cancel.clone());
-    let machines = machines_where(drover, "machines in maintenance", |all| {
-        all.len() == cps + workers
-            && all.iter().all(|m| {
-                m.connected && m.facts.is_some() && m.stage.as_deref() == Some("maintenance")
-            })
-    })
-    .await;
-    let ids: Vec<String> = machines.iter().map(|m| m.id.to_string()).collect();
-    drover
-        .client()
-        .create_cluster(&spec(name, kubernetes, &ids[..cps], &ids[cps..]))
-        .await
-        .unwrap();
-    eventually("cluster Ready", LIMIT, || {
-        let client = drover.client();
-        async move {
-            client
-                .get_cluster(name)
-                .await
-                .ok()?
-                .status
-                .ready
-                .then_some(())
-        }
-    })
-    .await;
-    (nodes, calls, cancel, running)
+    let ready = drover_e2e::ready_cluster(drover, name, FROM, kubernetes, cps, workers).await;
+    (ready.nodes, ready.calls, ready.cancel, ready.running)
 }
 
 async fn upgrade_where(

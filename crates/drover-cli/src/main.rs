@@ -3,6 +3,7 @@
 mod audit;
 mod clusters;
 mod contexts;
+mod kube;
 mod login;
 mod output;
 
@@ -81,6 +82,23 @@ enum Command {
     },
     /// Forget the context's login.
     Logout,
+    /// Write a kubeconfig that reaches the cluster through Drover's Kubernetes proxy, with
+    /// this CLI as kubectl's credential plugin.
+    Kubeconfig {
+        cluster: String,
+        /// Merge into $KUBECONFIG (or ~/.kube/config) and make it the current context.
+        #[arg(long, conflicts_with = "file")]
+        merge: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        file: Option<std::path::PathBuf>,
+        /// The name of the kubeconfig context [default: drover-<cluster>].
+        #[arg(long)]
+        context_name: Option<String>,
+    },
+    /// Print an ExecCredential for kubectl (the credential plugin of `drover kubeconfig`).
+    #[command(name = "kube-token")]
+    KubeToken,
     /// Manage the contexts of the config file (endpoints and credentials).
     Config {
         #[command(subcommand)]
@@ -260,8 +278,31 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Config { action } => return config(&mut file, &path, action),
+        Command::KubeToken => {
+            let (token, expires_at) = match (&cli.token, &chosen) {
+                (Some(token), _) => (token.clone(), None),
+                (None, Some((name, context))) => {
+                    let token = context_token(&mut file, &path, name, context)
+                        .await?
+                        .with_context(|| {
+                            format!("context {name:?} has no credential: run drover login")
+                        })?;
+                    let expires_at = file
+                        .contexts
+                        .get(name)
+                        .and_then(|c| c.login.as_ref())
+                        .map(|l| l.expires_at);
+                    (token, expires_at)
+                }
+                (None, None) => bail!("no credential: run drover login, or pass --token"),
+            };
+            println!("{}", kube::exec_credential(&token, expires_at));
+            return Ok(());
+        }
         command => command,
     };
+    let explicit_token = cli.token.clone();
+    let chosen_name = chosen.as_ref().map(|(name, _)| name.clone());
     let token = match (cli.token, &chosen) {
         (Some(token), _) => Some(token),
         (None, Some((name, context))) => context_token(&mut file, &path, name, context).await?,
@@ -303,7 +344,36 @@ async fn run(cli: Cli) -> Result<()> {
             tail,
         } => logs(&client, &machine, follow, tail).await,
         Command::JoinToken { action } => join_token(&client, action).await,
-        Command::Login { .. } | Command::Logout | Command::Config { .. } => {
+        Command::Kubeconfig {
+            cluster,
+            merge,
+            file: out,
+            context_name,
+        } => {
+            let endpoint = client.kube_proxy_endpoint(&cluster).await?;
+            let plugin = kube::Plugin {
+                config_file: path.clone(),
+                context: chosen_name,
+                token: explicit_token,
+            };
+            let name = context_name.unwrap_or_else(|| format!("drover-{cluster}"));
+            let config = kube::kubeconfig(&endpoint, &name, &plugin);
+            if merge {
+                let target = kube::default_path()?;
+                kube::merge_into(&target, &config)?;
+                println!(
+                    "context {name:?} added to {} and made current",
+                    target.display()
+                );
+            } else if let Some(out) = out {
+                kube::write_private(&out, &serde_yaml_ng::to_string(&config)?)?;
+                println!("kubeconfig for {cluster} written to {}", out.display());
+            } else {
+                print!("{}", serde_yaml_ng::to_string(&config)?);
+            }
+            Ok(())
+        }
+        Command::Login { .. } | Command::Logout | Command::Config { .. } | Command::KubeToken => {
             unreachable!("handled before a client is made")
         }
         Command::AuditLog {

@@ -2,8 +2,8 @@
 
 use drover_model::{
     AuditEntry, CliCredential, Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken,
-    CreatedJoinToken, JoinInstructions, JoinToken, LogPage, Machine, MachineClass,
-    MachineClassSpec, MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
+    CreatedJoinToken, JoinInstructions, JoinToken, KubeProxyEndpoint, LogPage, Machine,
+    MachineClass, MachineClassSpec, MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -367,6 +367,15 @@ impl Client {
             self.request(Method::POST, "api/v1/auth/cli/token")
                 .json(&body),
         )
+        .await
+    }
+
+    /// How kubectl reaches the cluster through the Kubernetes proxy.
+    pub async fn kube_proxy_endpoint(&self, cluster: &str) -> Result<KubeProxyEndpoint> {
+        self.send(self.request(
+            Method::GET,
+            &format!("api/v1/clusters/{}/kube-proxy", segment(cluster)),
+        ))
         .await
     }
 

@@ -314,6 +314,14 @@ fn base_document(input: &RenderInput) -> Mapping {
             "coreDNS",
             cp(image(coredns_image(&version(&versions.coredns)))),
         ),
+        (
+            "inlineManifests",
+            cp(vec![map([
+                ("name", READERS_BINDING_NAME.into()),
+                ("contents", READERS_BINDING.into()),
+            ])]
+            .into()),
+        ),
     ]);
     let document = map([
         ("version", "v1alpha1".into()),
@@ -325,6 +333,25 @@ fn base_document(input: &RenderInput) -> Mapping {
     };
     document
 }
+
+/// The name of the inline manifest that binds Drover's Reader group to the `view` role.
+pub const READERS_BINDING_NAME: &str = "drover-readers";
+
+/// Drover's Readers reach the cluster through its Kubernetes proxy impersonated into the group
+/// `drover:readers`: this binds that group to the built-in read-only `view` ClusterRole.
+const READERS_BINDING: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: drover-readers
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: view
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: drover:readers
+";
 
 /// The kube-proxy image of Kubernetes `kubernetes` (without the `v`).
 pub fn proxy_image(kubernetes: &str) -> String {

@@ -466,6 +466,10 @@ fn control_planes_get_keys_and_workers_only_certificates() {
             "cluster.coreDNS.image",
             cp_only("registry.k8s.io/coredns/coredns:v1.12.0"),
         ),
+        (
+            "cluster.inlineManifests.0.name",
+            cp_only(READERS_BINDING_NAME),
+        ),
     ];
     for (path, (control_plane, worker_value)) in table {
         assert_eq!(shown(&cp, path), control_plane, "control plane: {path}");

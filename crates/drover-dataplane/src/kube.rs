@@ -5,13 +5,14 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_tunnel::Hub;
+use drover_tunnel::{Hub, TunnelStream};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// The port the Kubernetes API server listens on.
 pub const KUBERNETES_API_PORT: u16 = 6443;
@@ -138,15 +139,7 @@ async fn request(
 ) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
     use http_body_util::BodyExt;
     let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
-    let stream = hub
-        .connect(SocketAddrV6::new(address, KUBERNETES_API_PORT, 0, 0))
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");
-    let tls = TlsConnector::from(config)
-        .connect(name, stream)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let tls = tls_stream(hub, address, config).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| unreachable(&e))?;
@@ -182,6 +175,37 @@ async fn request(
     .await;
     driver.abort();
     result
+}
+
+/// A TLS connection, through the tunnel, to the API server at `[address]:6443`, verified against
+/// the cluster's Kubernetes CA and authenticated with the client certificate of `credentials`
+/// (for a proxy that speaks HTTP over it itself).
+pub async fn connect(
+    hub: &Hub,
+    address: Ipv6Addr,
+    credentials: &KubernetesCredentials,
+) -> Result<TlsStream<TunnelStream>, ProbeError> {
+    let config = Arc::new(client_config(credentials)?);
+    tokio::time::timeout(PROBE_TIMEOUT, tls_stream(hub, address, config))
+        .await
+        .map_err(|_| ProbeError::Timeout)?
+}
+
+async fn tls_stream(
+    hub: &Hub,
+    address: Ipv6Addr,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TunnelStream>, ProbeError> {
+    let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
+    let stream = hub
+        .connect(SocketAddrV6::new(address, KUBERNETES_API_PORT, 0, 0))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");
+    TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| unreachable(&e))
 }
 
 fn client_config(credentials: &KubernetesCredentials) -> Result<ClientConfig, ProbeError> {

@@ -7,6 +7,7 @@ mod audit;
 mod clusters;
 mod identity;
 mod ids;
+mod kube_proxy;
 pub mod labels;
 mod resources;
 mod upgrades;
@@ -23,6 +24,7 @@ pub use clusters::{
 };
 pub use identity::{CliCredential, Me, MePrincipal};
 pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId, UserId};
+pub use kube_proxy::KubeProxyEndpoint;
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,

@@ -216,6 +216,12 @@ pub fn generate_os_ca(cluster_name: &str, now: DateTime<Utc>) -> Result<CertAndK
     generate_ca(&PKCS_ED25519, "talos", cluster_name, now)
 }
 
+/// A CA for one of Drover's own services (e.g. the Kubernetes proxy's serving certificates):
+/// ECDSA P-256, CN = `common_name`, O = `drover`, valid from `now` for [`CA_VALIDITY`].
+pub fn generate_service_ca(common_name: &str, now: DateTime<Utc>) -> Result<CertAndKey, PkiError> {
+    generate_ca(&PKCS_ECDSA_P256_SHA256, common_name, "drover", now)
+}
+
 /// A new Kubernetes CA, exactly as [`SecretsBundle::generate`] makes `cluster.ca`: ECDSA P-256,
 /// CN `kubernetes`, O = `cluster_name`, valid from `now` for [`CA_VALIDITY`].
 pub fn generate_kubernetes_ca(

@@ -13,15 +13,13 @@
 mod cluster;
 pub mod plan;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use drover_dataplane::{KubernetesCredentials, MachineApi, TalosCredentials};
-use drover_pki::SecretsBundle;
+use drover_cluster_keys::{ClusterKeyring, ClusterKeys};
+use drover_dataplane::MachineApi;
 use drover_service::Drover;
 use drover_store::clusters;
-use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,32 +45,21 @@ impl Default for ReconcilerConfig {
     }
 }
 
-/// How long the reconciler's Talos admin client certificates are valid, and when they are
-/// replaced.
-const CLIENT_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
-const CLIENT_CERT_RENEW_AFTER: Duration = Duration::from_secs(12 * 3600);
-
 #[derive(Clone)]
 pub(crate) struct Reconciler {
     drover: Drover,
     api: MachineApi,
     owner: uuid::Uuid,
     config: ReconcilerConfig,
-    /// Per cluster uid: its secrets and the admin credentials made from them.
-    clusters: Arc<Mutex<HashMap<uuid::Uuid, Arc<ClusterKeys>>>>,
-}
-
-pub(crate) struct ClusterKeys {
-    bundle: SecretsBundle,
-    credentials: TalosCredentials,
-    kubernetes: KubernetesCredentials,
-    made: Instant,
+    /// Per cluster: its secrets and the admin credentials made from them.
+    keyring: ClusterKeyring,
 }
 
 /// Starts the reconciler; it stops when `cancel` fires, giving up its leases.
 pub fn start(
     drover: Drover,
     api: MachineApi,
+    keyring: ClusterKeyring,
     config: ReconcilerConfig,
     cancel: CancellationToken,
     tasks: &TaskTracker,
@@ -82,7 +69,7 @@ pub fn start(
         api,
         owner: uuid::Uuid::new_v4(),
         config,
-        clusters: Arc::default(),
+        keyring,
     };
     let wake = Arc::new(Notify::new());
     tasks.spawn(listen(
@@ -144,47 +131,17 @@ impl Reconciler {
         name: &str,
         uid: uuid::Uuid,
     ) -> Result<Arc<ClusterKeys>, cluster::Error> {
-        if let Some(keys) = self.clusters.lock().get(&uid)
-            && keys.made.elapsed() < CLIENT_CERT_RENEW_AFTER
-        {
-            return Ok(keys.clone());
-        }
-        let bundle = self.drover.open_bundle(tenant, name, uid).await?;
-        let cert = drover_pki::talos_client_cert(
-            &bundle.os_ca,
-            "drover",
-            "os:admin",
-            CLIENT_CERT_VALIDITY,
-        )
-        .map_err(|e| cluster::Error::Internal(e.to_string()))?;
-        let kube = drover_pki::kubernetes_client_cert(
-            &bundle.kubernetes_ca,
-            "drover",
-            &["system:masters"],
-            CLIENT_CERT_VALIDITY,
-        )
-        .map_err(|e| cluster::Error::Internal(e.to_string()))?;
-        let keys = Arc::new(ClusterKeys {
-            kubernetes: KubernetesCredentials {
-                ca_pem: bundle.kubernetes_ca.cert_pem.clone(),
-                cert_pem: kube.cert_pem,
-                key_pem: kube.key_pem,
-            },
-            credentials: TalosCredentials {
-                id: format!("{uid}/{}", uuid::Uuid::new_v4()),
-                ca_pem: bundle.os_ca.cert_pem.clone(),
-                cert_pem: cert.cert_pem,
-                key_pem: cert.key_pem,
-            },
-            bundle,
-            made: Instant::now(),
-        });
-        self.clusters.lock().insert(uid, keys.clone());
-        Ok(keys)
+        self.keyring
+            .get(tenant, name, uid)
+            .await
+            .map_err(|e| match e {
+                drover_cluster_keys::KeysError::Open(e) => e.into(),
+                other => cluster::Error::Internal(other.to_string()),
+            })
     }
 
     pub(crate) fn forget_keys(&self, uid: uuid::Uuid) {
-        self.clusters.lock().remove(&uid);
+        self.keyring.forget(uid);
     }
 }
 

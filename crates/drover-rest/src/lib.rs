@@ -8,6 +8,7 @@ mod auth;
 mod cli_login;
 mod clusters;
 mod jointokens;
+mod kube_proxy;
 mod login;
 mod machines;
 pub mod problem;
@@ -54,6 +55,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(jointokens::routes())
         .merge(login::api_routes())
         .merge(audit::routes())
+        .merge(kube_proxy::routes())
         .merge(cli_login::api_routes())
 }
 

@@ -7,7 +7,7 @@
 //!    droverd redirects the browser to `http://127.0.0.1:P/callback?code=...` with a one-time
 //!    code that lives two minutes.
 //! 3. The CLI exchanges code + verifier ([`Drover::exchange_cli_code`]) for a bearer token
-//!    (`drs_...`, a session that lasts the session TTL) and a refresh token (30 days, used once:
+//!    (`drc_...`, a session that lasts the session TTL) and a refresh token (30 days, used once:
 //!    [`Drover::refresh_cli_login`] returns a new pair).
 //!
 //! Only hashes of codes, sessions and refresh tokens are stored; the verifier keeps a code that
@@ -28,7 +28,7 @@ use crate::login::session_hash;
 use crate::{Drover, Principal, RequestContext, Result, ServiceError};
 
 /// The prefix of a CLI session's bearer token.
-pub const CLI_TOKEN_PREFIX: &str = "drs_";
+pub const CLI_TOKEN_PREFIX: &str = "drc_";
 /// How long a one-time code may wait for the CLI.
 pub const CODE_TTL: Duration = Duration::from_secs(120);
 /// How long a refresh token lasts (each use gives a new one).

@@ -8,6 +8,7 @@ pub mod audit;
 mod auth;
 mod bootstrap;
 pub mod cli_login;
+pub mod cluster_access;
 mod clusters;
 mod context;
 mod dataplane;
@@ -54,6 +55,8 @@ pub struct ServiceConfig {
     pub addresses: AddressPlan,
     /// Key-encryption keys for sealing cluster secrets.
     pub keyring: secrets::Keyring,
+    /// The Kubernetes proxy, when it runs.
+    pub kube_proxy: Option<cluster_access::KubeProxyInfo>,
 }
 
 impl ServiceConfig {

@@ -29,6 +29,7 @@ use crate::settings::{Database, Settings};
 pub struct Server {
     http_addr: SocketAddr,
     machine_api_addr: SocketAddr,
+    kube_proxy_addr: SocketAddr,
     machine_api_url: JoinUrl,
     initial_admin_token: Option<String>,
     data_dir: PathBuf,
@@ -92,6 +93,17 @@ impl Server {
                     settings.machine_api_addr
                 )
             })?;
+        let kube_proxy_listener = TcpListener::bind(settings.kube_proxy.addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on the Kubernetes proxy address {}",
+                    settings.kube_proxy.addr
+                )
+            })?;
+        let kube_proxy_addr = kube_proxy_listener.local_addr()?;
+        let (kube_proxy_tls, kube_proxy_url) =
+            kube_proxy_tls(&settings, kube_proxy_addr).context("Kubernetes proxy TLS")?;
         let http_addr = http_listener.local_addr()?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
@@ -121,6 +133,10 @@ impl Server {
                 server_public_key: wireguard_key.public(),
                 addresses,
                 keyring: keyring(&settings)?,
+                kube_proxy: Some(drover_service::cluster_access::KubeProxyInfo {
+                    url: kube_proxy_url,
+                    ca_pem: kube_proxy_tls.ca_pem.clone(),
+                }),
             },
         )
         .with_peer_sink(drover_dataplane::peer_sink(&hub));
@@ -181,9 +197,11 @@ impl Server {
         )
         .await
         .context("cannot start the tunnel data plane")?;
+        let keyring = drover_cluster_keys::ClusterKeyring::new(drover.clone());
         drover_reconcile::start(
             drover.clone(),
             dataplane.machine_api().clone(),
+            keyring.clone(),
             settings.reconciler.clone(),
             cancel.clone(),
             &tasks,
@@ -194,6 +212,16 @@ impl Server {
             cancel.clone(),
             &tasks,
         );
+        tasks.spawn(drover_kubeproxy::serve(
+            kube_proxy_listener,
+            kube_proxy_tls.server.clone(),
+            drover_kubeproxy::KubeProxy {
+                drover: drover.clone(),
+                hub: hub.clone(),
+                keyring: keyring.clone(),
+            },
+            cancel.clone(),
+        ));
         let machine_router = machine_api
             .add_service(drover_grpc::provision_service(drover.clone()))
             .add_service(dataplane.grpc_carrier().into_service());
@@ -229,6 +257,7 @@ impl Server {
         Ok(Self {
             http_addr,
             machine_api_addr,
+            kube_proxy_addr,
             machine_api_url,
             initial_admin_token: bootstrap.initial_admin_token,
             data_dir: settings.data_dir,
@@ -246,6 +275,11 @@ impl Server {
 
     pub fn machine_api_addr(&self) -> SocketAddr {
         self.machine_api_addr
+    }
+
+    /// Where the Kubernetes proxy listens.
+    pub fn kube_proxy_addr(&self) -> SocketAddr {
+        self.kube_proxy_addr
     }
 
     /// The machine API URL nodes are told to use, without a token.
@@ -369,4 +403,47 @@ fn spawn_audit_pruning(
             }
         }
     });
+}
+
+/// The Kubernetes proxy's TLS (the operator's files, or signed by Drover's proxy CA for the
+/// names clients may use) and its URL for kubeconfigs.
+fn kube_proxy_tls(
+    settings: &Settings,
+    bound: SocketAddr,
+) -> Result<(drover_kubeproxy::ProxyTls, url::Url)> {
+    use std::net::{IpAddr, Ipv6Addr};
+    let url = match &settings.kube_proxy.url {
+        Some(url) => url.clone(),
+        None => {
+            let ip = if bound.ip().is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                bound.ip()
+            };
+            format!("https://{}", SocketAddr::new(ip, bound.port())).parse()?
+        }
+    };
+    let tls = match &settings.kube_proxy.tls {
+        Some(files) => drover_kubeproxy::ProxyTls::from_files(&files.cert, &files.key)?,
+        None => {
+            let mut names = vec!["localhost".to_owned()];
+            let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
+            match url.host() {
+                Some(url::Host::Domain(name)) => names.push(name.to_owned()),
+                Some(url::Host::Ipv4(ip)) => ips.push(ip.into()),
+                Some(url::Host::Ipv6(ip)) => ips.push(ip.into()),
+                None => {}
+            }
+            if !bound.ip().is_unspecified() {
+                ips.push(bound.ip());
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            drover_kubeproxy::ProxyTls::self_signed(
+                &settings.data_dir.join("kube-proxy"),
+                &names,
+                &ips,
+            )?
+        }
+    };
+    Ok((tls, url))
 }

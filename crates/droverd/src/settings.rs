@@ -53,6 +53,34 @@ pub struct Args {
     )]
     pub machine_api_tls_key: Option<PathBuf>,
 
+    /// Where the Kubernetes proxy listens (TLS). [default: 0.0.0.0:8095]
+    #[arg(long, env = "DROVER_KUBE_PROXY_ADDR", value_name = "ADDR")]
+    pub kube_proxy_addr: Option<SocketAddr>,
+
+    /// The Kubernetes proxy's URL as clients reach it, put into kubeconfigs. [default:
+    /// https://<kube proxy address>, with 127.0.0.1 for an unspecified address]
+    #[arg(long, env = "DROVER_KUBE_PROXY_URL", value_name = "URL")]
+    pub kube_proxy_url: Option<String>,
+
+    /// PEM certificate chain for the Kubernetes proxy [default: signed by a CA Drover makes in
+    /// <data-dir>/kube-proxy].
+    #[arg(
+        long,
+        env = "DROVER_KUBE_PROXY_TLS_CERT",
+        value_name = "FILE",
+        requires = "kube_proxy_tls_key"
+    )]
+    pub kube_proxy_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for the Kubernetes proxy certificate.
+    #[arg(
+        long,
+        env = "DROVER_KUBE_PROXY_TLS_KEY",
+        value_name = "FILE",
+        requires = "kube_proxy_tls_cert"
+    )]
+    pub kube_proxy_tls_key: Option<PathBuf>,
+
     /// The machine API URL nodes are told to use (put into `siderolink.api=`), e.g.
     /// `grpc://203.0.113.7:8090` or `https://drover.example.com`. [default: the machine API
     /// address, with 127.0.0.1 for an unspecified address]
@@ -179,6 +207,10 @@ struct FileSettings {
     machine_api_addr: Option<SocketAddr>,
     machine_api_tls_cert: Option<PathBuf>,
     machine_api_tls_key: Option<PathBuf>,
+    kube_proxy_addr: Option<SocketAddr>,
+    kube_proxy_url: Option<String>,
+    kube_proxy_tls_cert: Option<PathBuf>,
+    kube_proxy_tls_key: Option<PathBuf>,
     advertised_machine_api: Option<String>,
     wireguard_addr: Option<SocketAddr>,
     advertised_wireguard_endpoints: Option<Vec<String>>,
@@ -219,6 +251,8 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     pub machine_api_addr: SocketAddr,
     pub machine_api_tls: Option<TlsFiles>,
+    /// The Kubernetes proxy: where it listens, its URL for clients, the operator's TLS files.
+    pub kube_proxy: KubeProxySettings,
     /// None = derive from the bound machine API address at start.
     pub advertised_machine_api: Option<JoinUrl>,
     pub wireguard_addr: SocketAddr,
@@ -294,6 +328,15 @@ pub const DEFAULT_AUDIT_RETENTION: std::time::Duration =
 pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
 #[derive(Debug, Clone)]
+pub struct KubeProxySettings {
+    pub addr: SocketAddr,
+    /// None = https://<bound address>.
+    pub url: Option<url::Url>,
+    /// None = a certificate signed by Drover's own proxy CA.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -326,8 +369,10 @@ pub enum SettingsError {
     AdvertisedApiWithToken(String),
     #[error("advertised-wireguard-endpoints: {0:?} is not host:port")]
     Endpoint(String),
-    #[error("machine-api-tls-cert and machine-api-tls-key must be given together")]
+    #[error("the TLS certificate and key files must be given together")]
     TlsPair,
+    #[error("kube-proxy-url: {0:?} is not an https:// URL")]
+    KubeProxyUrl(String),
     #[error("{0} needs oidc-issuer (browser login through OpenID Connect)")]
     OidcWithoutIssuer(&'static str),
     #[error("oidc-client-id must be set with oidc-issuer")]
@@ -354,6 +399,29 @@ impl Settings {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
             _ => return Err(SettingsError::TlsPair),
+        };
+        let kube_proxy = KubeProxySettings {
+            addr: args
+                .kube_proxy_addr
+                .or(file.kube_proxy_addr)
+                .unwrap_or_else(|| "0.0.0.0:8095".parse().expect("valid")),
+            url: match args.kube_proxy_url.or(file.kube_proxy_url) {
+                Some(text) => Some(
+                    url::Url::parse(&text)
+                        .ok()
+                        .filter(|u| u.scheme() == "https")
+                        .ok_or_else(|| SettingsError::KubeProxyUrl(text.clone()))?,
+                ),
+                None => None,
+            },
+            tls: match (
+                args.kube_proxy_tls_cert.or(file.kube_proxy_tls_cert),
+                args.kube_proxy_tls_key.or(file.kube_proxy_tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => return Err(SettingsError::TlsPair),
+            },
         };
         let advertised_machine_api =
             match args.advertised_machine_api.or(file.advertised_machine_api) {
@@ -411,6 +479,7 @@ impl Settings {
                 .or(file.machine_api_addr)
                 .unwrap_or_else(|| "0.0.0.0:8090".parse().expect("valid")),
             machine_api_tls: tls,
+            kube_proxy,
             advertised_machine_api,
             wireguard_addr: args
                 .wireguard_addr

@@ -1,0 +1,209 @@
+//! The Kubernetes proxy with the real kubectl: a kubeconfig from `drover kubeconfig` (the CLI as
+//! kubectl's credential plugin) lists the emulated cluster's nodes; a Reader reads but cannot
+//! change anything; a client's impersonation headers are replaced by Drover's; a revoked
+//! credential stops working at once; a cluster of nobody's is 404.
+
+use std::path::Path;
+
+use drover_e2e::{TestDrover, binary, ready_cluster};
+use drover_model::Role;
+use serde_json::Value;
+
+/// Runs the real `drover` CLI with the config file `config`; its stdout, or its stderr as error.
+fn drover_cli(config: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(binary("drover"))
+        .env("DROVER_CONFIG", config)
+        .env_remove("DROVER_TOKEN")
+        .env_remove("DROVER_ENDPOINT")
+        .env_remove("DROVER_CONTEXT")
+        .args(args)
+        .output()
+        .expect("drover runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Runs the real kubectl with `kubeconfig`; its stdout, or its stderr as error.
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl is installed (scripts/install-prereqs --for-tests)");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A CLI context `name` with `token`, and a kubeconfig for cluster `cluster` written by
+/// `drover kubeconfig` through it.
+fn kubeconfig_for(
+    dir: &Path,
+    drover: &TestDrover,
+    name: &str,
+    token: &str,
+    cluster: &str,
+) -> std::path::PathBuf {
+    let config = dir.join(format!("{name}.yaml"));
+    let url = drover.http_url();
+    drover_cli(
+        &config,
+        &[
+            "config",
+            "add",
+            name,
+            "--server",
+            &url,
+            "--with-token",
+            token,
+        ],
+    )
+    .unwrap();
+    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+    let file = kubeconfig.display().to_string();
+    let written = drover_cli(&config, &["kubeconfig", cluster, "--file", &file]).unwrap();
+    assert!(written.contains("written to"), "{written}");
+    kubeconfig
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reaches_the_cluster_as_the_caller_through_the_proxy() {
+    let drover = TestDrover::start().await;
+    let cluster = ready_cluster(&drover, "prod", "1.13.0", "1.33.1", 1, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // An Admin (the initial admin token) lists the nodes with the real kubectl.
+    let admin = kubeconfig_for(dir.path(), &drover, "admin", drover.admin_token(), "prod");
+    let text = std::fs::read_to_string(&admin).unwrap();
+    let proxy = format!(
+        "https://127.0.0.1:{}/clusters/prod",
+        drover.server().kube_proxy_addr().port()
+    );
+    assert!(text.contains(&proxy), "{text}");
+    assert!(
+        !text.contains(drover.admin_token()),
+        "a context's token stays in the CLI config"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let nodes: Value =
+        serde_json::from_str(&kubectl(&admin, &["get", "nodes", "-o", "json"]).unwrap()).unwrap();
+    let names: Vec<&str> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{nodes}");
+    let table = kubectl(&admin, &["get", "pods", "-n", "kube-system"]).unwrap();
+    assert!(table.contains("kube-apiserver-"), "{table}");
+
+    // The cluster sees the caller, not what the client asks to be.
+    let whoami = |kubeconfig: &Path, extra: &[&str]| -> Value {
+        let mut args = vec!["auth", "whoami", "-o", "json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&kubectl(kubeconfig, &args).unwrap()).unwrap()
+    };
+    let me = whoami(&admin, &[]);
+    assert_eq!(
+        me["status"]["userInfo"]["username"],
+        "drover:token:initial-admin"
+    );
+    let groups = me["status"]["userInfo"]["groups"].to_string();
+    assert!(groups.contains("system:masters"), "{groups}");
+
+    // A Reader reads, cannot change anything, and cannot escalate by impersonation.
+    let reader_token = drover.api_token("viewer", Role::Reader).await;
+    let reader = kubeconfig_for(dir.path(), &drover, "reader", &reader_token, "prod");
+    assert!(
+        kubectl(&reader, &["get", "nodes"])
+            .unwrap()
+            .contains("Ready")
+    );
+    let refused = kubectl(
+        &reader,
+        &["delete", "pod", "-n", "kube-system", "coredns-x"],
+    )
+    .unwrap_err();
+    assert!(refused.contains("reader role may only read"), "{refused}");
+    let escalate = ["--as", "admin", "--as-group", "system:masters"];
+    let me = whoami(&reader, &escalate);
+    assert_eq!(me["status"]["userInfo"]["username"], "drover:token:viewer");
+    let groups = me["status"]["userInfo"]["groups"].to_string();
+    assert!(
+        groups.contains("drover:readers") && !groups.contains("system:masters"),
+        "{groups}"
+    );
+    let refused = kubectl(
+        &reader,
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "kube-system",
+            "x",
+            "--as",
+            "admin",
+            "--as-group",
+            "system:masters",
+        ],
+    )
+    .unwrap_err();
+    assert!(refused.contains("reader role may only read"), "{refused}");
+
+    // The refused change and the admin's change attempts are in the audit log.
+    let log = drover
+        .client()
+        .audit_log(
+            0,
+            &drover_client::AuditFilter {
+                action: Some("kube.".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        log.iter().any(|e| e.actor == "token:viewer"
+            && e.action == "kube.delete"
+            && e.result.starts_with("denied")),
+        "{log:#?}"
+    );
+
+    // A revoked credential stops working at once.
+    sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE name = 'viewer'")
+        .execute(drover.pool())
+        .await
+        .unwrap();
+    let refused = kubectl(&reader, &["get", "nodes"]).unwrap_err();
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("revoked"),
+        "{refused}"
+    );
+
+    // A cluster the tenant lacks is not found, not forbidden.
+    let missing = drover_cli(&dir.path().join("admin.yaml"), &["kubeconfig", "nope"]).unwrap_err();
+    assert!(missing.contains("not found"), "{missing}");
+    let ghost = std::fs::read_to_string(&admin)
+        .unwrap()
+        .replace("/clusters/prod", "/clusters/ghost");
+    let ghost_file = dir.path().join("ghost.kubeconfig");
+    std::fs::write(&ghost_file, ghost).unwrap();
+    let refused = kubectl(&ghost_file, &["get", "nodes"]).unwrap_err();
+    assert!(
+        refused.contains("NotFound") || refused.contains("not found"),
+        "{refused}"
+    );
+
+    cluster.stop().await;
+    drover.stop().await;
+}
