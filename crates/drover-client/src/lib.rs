@@ -3,7 +3,7 @@
 use drover_model::{
     Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken, CreatedJoinToken,
     JoinInstructions, JoinToken, LogPage, Machine, MachineClass, MachineClassSpec,
-    MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
+    MachineConfigView, Page, StartUpgrade, TenantUsage, Upgrade, UpgradeState,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -143,6 +143,11 @@ impl Client {
                 None => return Ok(all),
             }
         }
+    }
+
+    /// The caller's tenant, its plan and usage against each limit.
+    pub async fn tenant(&self) -> Result<TenantUsage> {
+        self.send(self.request(Method::GET, "api/v1/tenant")).await
     }
 
     pub async fn get_machine(&self, id: &str) -> Result<Machine> {

@@ -25,7 +25,9 @@ pub fn status(err: ServiceError) -> Status {
         ServiceError::NotFound { .. } => Code::NotFound,
         ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
         ServiceError::Conflict(_) => Code::AlreadyExists,
-        ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
+        ServiceError::ResourceExhausted(_) | ServiceError::QuotaExceeded { .. } => {
+            Code::ResourceExhausted
+        }
         ServiceError::Unavailable(_) => Code::Unavailable,
         ServiceError::Internal(source) => {
             tracing::error!(error = %source, "internal error in a gRPC call");

@@ -8,6 +8,7 @@ mod identity;
 mod ids;
 pub mod labels;
 mod resources;
+mod tenancy;
 mod upgrades;
 mod variants;
 pub mod versions;
@@ -25,6 +26,7 @@ pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,
 };
+pub use tenancy::{PlanLimits, Resource, TenantUsage, UsageItem};
 
 pub use labels::{LabelSelector, SelectorError};
 pub use upgrades::{

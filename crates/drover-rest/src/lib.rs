@@ -9,6 +9,7 @@ mod jointokens;
 mod login;
 mod machines;
 pub mod problem;
+mod tenant;
 
 use axum::Router;
 use axum::routing::get;
@@ -28,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "clusters", description = "Talos clusters: desired state and status"),
         (name = "machineclasses", description = "Named label selectors over machines"),
         (name = "identity", description = "Who is calling"),
+        (name = "tenant", description = "The caller's tenant, its plan and usage"),
     )
 )]
 struct ApiDoc;
@@ -50,6 +52,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(clusters::routes())
         .merge(jointokens::routes())
         .merge(login::api_routes())
+        .merge(tenant::routes())
 }
 
 /// The OpenAPI document, generated from the routes themselves.
