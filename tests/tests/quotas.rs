@@ -217,7 +217,7 @@ async fn cluster_limit_usage_and_plan_changes() {
         .connect()
         .await
         .unwrap();
-    let mut grpc = pb::cluster_service_client::ClusterServiceClient::new(channel);
+    let mut grpc = pb::cluster_service_client::ClusterServiceClient::new(channel.clone());
     let mut request = tonic::Request::new(pb::ClusterSpec {
         name: "three".into(),
         talos_version: "v1.13.0".into(),
@@ -241,6 +241,24 @@ async fn cluster_limit_usage_and_plan_changes() {
         status.message()
     );
     assert_eq!(count().await, 2, "refused creations store nothing");
+
+    let mut tenants = pb::tenant_service_client::TenantServiceClient::new(channel);
+    let mut request = tonic::Request::new(pb::GetTenantRequest {});
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {acme_token}").parse().unwrap(),
+    );
+    let over_grpc = tenants.get_tenant(request).await.unwrap().into_inner();
+    assert_eq!(
+        (over_grpc.name.as_str(), over_grpc.plan.as_str()),
+        ("acme", "hobby")
+    );
+    let clusters = over_grpc
+        .usage
+        .iter()
+        .find(|u| u.resource == "clusters")
+        .unwrap();
+    assert_eq!((clusters.used, clusters.limit), (2, Some(2)));
 
     let usage_now = acme.tenant().await.unwrap();
     assert_eq!(usage(&usage_now, Resource::Clusters), (2, Some(2)));
