@@ -46,6 +46,8 @@ pub struct Extra {
     pub reconciler: Option<drover_reconcile::ReconcilerConfig>,
     /// Browser login through an OpenID provider (see [`oidc`]).
     pub oidc: Option<droverd::settings::OidcLogin>,
+    /// Tenancy mode and plans; default single-tenant with the built-in plans.
+    pub tenancy: Option<drover_service::Tenancy>,
 }
 
 impl TestDrover {
@@ -192,6 +194,39 @@ impl TestDrover {
         self.server().service().store().pool()
     }
 
+    /// The operator's tenant commands, in-process (what `droverd tenant ...` runs).
+    pub fn tenant_admin(&self) -> drover_service::TenantAdmin {
+        self.server().service().tenant_admin()
+    }
+
+    /// Creates another tenant (as `droverd tenant create NAME --plan PLAN` does) and returns
+    /// a REST client with its initial admin token, and the token.
+    pub async fn create_tenant(&self, name: &str, plan: Option<&str>) -> (Client, String) {
+        use secrecy::ExposeSecret;
+        let created = self
+            .tenant_admin()
+            .create(name, plan)
+            .await
+            .expect("tenant created");
+        let token = created.admin_token.expose_secret().to_owned();
+        (
+            Client::new(&self.http_url(), Some(token.clone())).expect("client"),
+            token,
+        )
+    }
+
+    /// A join token of the tenant `client` belongs to.
+    pub async fn join_token_with(client: &Client, name: &str) -> CreatedJoinToken {
+        client
+            .create_join_token(&CreateJoinToken {
+                name: name.to_owned(),
+                expires_at: None,
+                make_default: false,
+            })
+            .await
+            .expect("join token created")
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
@@ -234,6 +269,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             }),
         oidc: extra.oidc.clone(),
         audit_retention: droverd::settings::DEFAULT_AUDIT_RETENTION,
+        tenancy: extra.tenancy.clone().unwrap_or_default(),
         command: None,
     }
 }

@@ -542,3 +542,151 @@ async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
     assert!(!ok && err.contains("(401)"), "without the login: {err}");
     drover.stop().await;
 }
+
+async fn tenant_of(browser: &Browser, drover: &TestDrover) -> Value {
+    let response = browser
+        .http
+        .get(format!("{}/api/v1/tenant", drover.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn tenant_count(drover: &TestDrover) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(drover.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_tenant_sign_up_creates_a_tenant_per_person_on_the_default_plan() {
+    let pending = OidcProvider::listen().await;
+    let mode = drover_service::TenancyMode::MultiTenant;
+    let drover = TestDrover::start_with(Extra {
+        oidc: Some(login_settings(pending.issuer(), &[])),
+        tenancy: Some(drover_service::Tenancy {
+            mode,
+            plans: drover_service::Plans::new(mode, None, None).unwrap(),
+        }),
+        ..Extra::default()
+    })
+    .await;
+    let _provider = pending
+        .configure(
+            &ProviderConfig::for_drover(&drover)
+                .user(ADMIN, "Olga Ops")
+                .user(STRANGER, "Eve"),
+        )
+        .await;
+    assert_eq!(
+        tenant_count(&drover).await,
+        1,
+        "the operator's default tenant"
+    );
+    assert_eq!(drover.client().tenant().await.unwrap().plan, "unlimited");
+
+    let eve = Browser::new();
+    assert_eq!(
+        browser_login(&eve, &drover.http_url(), STRANGER)
+            .await
+            .status(),
+        200
+    );
+    let (_, me) = whoami(&eve, &drover).await;
+    assert_eq!(
+        me["role"], "admin",
+        "the person who signs up administers the new tenant"
+    );
+    let tenant = tenant_of(&eve, &drover).await;
+    assert_eq!(tenant["name"], STRANGER);
+    assert_eq!(tenant["plan"], "hobby");
+    assert_eq!(tenant["id"], me["tenant"]);
+    let users = tenant["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["resource"] == "users")
+        .unwrap()
+        .clone();
+    assert_eq!(users["used"], 1);
+    assert_eq!(users["limit"], 3);
+    assert_eq!(tenant_count(&drover).await, 2);
+
+    // Eve again (another browser): the same tenant, no new one.
+    let again = Browser::new();
+    assert_eq!(
+        browser_login(&again, &drover.http_url(), STRANGER)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(tenant_of(&again, &drover).await["id"], tenant["id"]);
+    assert_eq!(tenant_count(&drover).await, 2);
+
+    // Another person gets a tenant of their own, and sees nothing of Eve's.
+    let olga = Browser::new();
+    assert_eq!(
+        browser_login(&olga, &drover.http_url(), ADMIN)
+            .await
+            .status(),
+        200
+    );
+    let olgas = tenant_of(&olga, &drover).await;
+    assert_eq!(olgas["name"], ADMIN);
+    assert_ne!(olgas["id"], tenant["id"]);
+    assert_eq!(tenant_count(&drover).await, 3);
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_login_past_the_plans_user_limit_is_refused() {
+    let pending = OidcProvider::listen().await;
+    let mode = drover_service::TenancyMode::SingleTenant;
+    let file = drover_service::Plans::parse_file("[plans.solo]\nusers = 1\n").unwrap();
+    let drover = TestDrover::start_with(Extra {
+        oidc: Some(login_settings(pending.issuer(), &[ADMIN, STRANGER])),
+        tenancy: Some(drover_service::Tenancy {
+            mode,
+            plans: drover_service::Plans::new(mode, Some(file), Some("solo".into())).unwrap(),
+        }),
+        ..Extra::default()
+    })
+    .await;
+    let _provider = pending
+        .configure(
+            &ProviderConfig::for_drover(&drover)
+                .user(ADMIN, "Olga Ops")
+                .user(STRANGER, "Eve"),
+        )
+        .await;
+    assert_eq!(drover.client().tenant().await.unwrap().plan, "solo");
+    let olga = Browser::new();
+    assert_eq!(
+        browser_login(&olga, &drover.http_url(), ADMIN)
+            .await
+            .status(),
+        200
+    );
+    let eve = Browser::new();
+    let refused = browser_login(&eve, &drover.http_url(), STRANGER).await;
+    assert_eq!(refused.status(), 403);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("solo plan allows 1 users"), "{body}");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(drover.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 1, "the refused login stored no user");
+    // Olga's next login still works at the limit.
+    let again = Browser::new();
+    assert_eq!(
+        browser_login(&again, &drover.http_url(), ADMIN)
+            .await
+            .status(),
+        200
+    );
+    drover.stop().await;
+}

@@ -120,6 +120,12 @@ enum Command {
         #[arg(long)]
         actor: Option<String>,
     },
+    /// Show your tenant: its plan and usage against each limit.
+    #[command(alias = "usage")]
+    Tenant {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
     /// Manage join tokens, which nodes present to join.
     #[command(name = "jointoken")]
     JoinToken {
@@ -388,6 +394,14 @@ async fn run(cli: Cli) -> Result<()> {
                 actor,
             };
             audit::print(&client, filter, follow).await
+        }
+        Command::Tenant { output } => {
+            let tenant = client.tenant().await?;
+            if output == Format::Table {
+                print!("{}", describe_tenant(&tenant));
+                return Ok(());
+            }
+            output::print(output, &tenant, &[], Vec::new())
         }
         Command::Get {
             what: Get::Clusters { output },
@@ -687,4 +701,23 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `drover tenant`: name and plan, then one line per limited resource.
+fn describe_tenant(t: &drover_model::TenantUsage) -> String {
+    let mut out = format!("Tenant: {}\nPlan:   {}\n\n", t.name, t.plan);
+    let rows: Vec<Vec<String>> = t
+        .usage
+        .iter()
+        .map(|u| {
+            vec![
+                u.resource.to_string(),
+                u.used.to_string(),
+                u.limit
+                    .map_or_else(|| "unlimited".to_owned(), |l| l.to_string()),
+            ]
+        })
+        .collect();
+    out.push_str(&output::table(&["RESOURCE", "USED", "LIMIT"], &rows));
+    out
 }

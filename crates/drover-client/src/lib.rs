@@ -3,7 +3,8 @@
 use drover_model::{
     AuditEntry, CliCredential, Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken,
     CreatedJoinToken, JoinInstructions, JoinToken, KubeProxyEndpoint, LogPage, Machine,
-    MachineClass, MachineClassSpec, MachineConfigView, Page, StartUpgrade, Upgrade, UpgradeState,
+    MachineClass, MachineClassSpec, MachineConfigView, Page, StartUpgrade, TenantUsage, Upgrade,
+    UpgradeState,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -153,6 +154,11 @@ impl Client {
                 None => return Ok(all),
             }
         }
+    }
+
+    /// The caller's tenant, its plan and usage against each limit.
+    pub async fn tenant(&self) -> Result<TenantUsage> {
+        self.send(self.request(Method::GET, "api/v1/tenant")).await
     }
 
     pub async fn get_machine(&self, id: &str) -> Result<Machine> {

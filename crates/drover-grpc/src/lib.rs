@@ -2,7 +2,8 @@
 //!
 //! - [`provision_service`]: `sidero.link.ProvisionService`, which stock Talos nodes call on the
 //!   machine API port.
-//! - [`management_routes`]: `drover.v1.MachineService` and `drover.v1.JoinTokenService`, served
+//! - [`management_routes`]: `drover.v1.MachineService`, `JoinTokenService`, `ClusterService`,
+//!   `MachineClassService` and `TenantService`, served
 //!   on the HTTP port next to REST, authenticated with the same bearer tokens.
 //!
 //! [`status`] is the one place where service errors become gRPC statuses.
@@ -10,6 +11,7 @@
 mod clusters;
 mod management;
 mod provision;
+mod tenancy;
 
 use drover_service::ServiceError;
 use tonic::{Code, Status};
@@ -25,7 +27,9 @@ pub fn status(err: ServiceError) -> Status {
         ServiceError::NotFound { .. } => Code::NotFound,
         ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
         ServiceError::Conflict(_) => Code::AlreadyExists,
-        ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
+        ServiceError::ResourceExhausted(_) | ServiceError::QuotaExceeded { .. } => {
+            Code::ResourceExhausted
+        }
         ServiceError::Unavailable(_) => Code::Unavailable,
         ServiceError::Internal(source) => {
             tracing::error!(error = %source, "internal error in a gRPC call");

@@ -10,6 +10,7 @@ mod ids;
 mod kube_proxy;
 pub mod labels;
 mod resources;
+mod tenancy;
 mod upgrades;
 mod variants;
 pub mod versions;
@@ -29,6 +30,7 @@ pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,
 };
+pub use tenancy::{PlanLimits, Resource, TenantUsage, UsageItem};
 
 pub use labels::{LabelSelector, SelectorError};
 pub use upgrades::{

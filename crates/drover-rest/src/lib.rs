@@ -12,6 +12,7 @@ mod kube_proxy;
 mod login;
 mod machines;
 pub mod problem;
+mod tenant;
 
 use axum::Router;
 use axum::routing::get;
@@ -32,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "machineclasses", description = "Named label selectors over machines"),
         (name = "identity", description = "Who is calling"),
         (name = "audit", description = "Who did what, when"),
+        (name = "tenant", description = "The caller's tenant, its plan and usage"),
     )
 )]
 struct ApiDoc;
@@ -57,6 +59,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(audit::routes())
         .merge(kube_proxy::routes())
         .merge(cli_login::api_routes())
+        .merge(tenant::routes())
 }
 
 /// The OpenAPI document, generated from the routes themselves.

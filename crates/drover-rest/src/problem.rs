@@ -73,6 +73,11 @@ impl From<ServiceError> for Problem {
             ServiceError::ResourceExhausted(_) => {
                 Problem::new(StatusCode::TOO_MANY_REQUESTS, "resource-exhausted", detail)
             }
+            // 403: the caller may do this in general, but the tenant's plan does not allow
+            // more; retrying will not help until usage drops or the plan changes.
+            ServiceError::QuotaExceeded { .. } => {
+                Problem::new(StatusCode::FORBIDDEN, "quota-exceeded", detail)
+            }
             ServiceError::Unavailable(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             }

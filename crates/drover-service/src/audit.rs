@@ -53,6 +53,7 @@ fn outcome<T>(result: &Result<T>) -> String {
             ServiceError::InvalidArgument { .. } => format!("invalid: {err}"),
             ServiceError::Conflict(m) => format!("conflict: {m}"),
             ServiceError::ResourceExhausted(m) => format!("exhausted: {m}"),
+            ServiceError::QuotaExceeded { .. } => format!("exhausted: {err}"),
             ServiceError::Unavailable(m) => format!("unavailable: {m}"),
             ServiceError::Internal(_) => "error".into(),
         },

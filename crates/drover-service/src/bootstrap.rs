@@ -1,11 +1,11 @@
-use drover_model::{ApiTokenId, Role, TenantId};
-use drover_store::{api_tokens, tenants};
+use drover_model::TenantId;
+use drover_store::tenants;
+use secrecy::ExposeSecret;
 
-use crate::secret_token::{self, TokenKind};
+use crate::tenancy::{TenancyMode, UNLIMITED_PLAN};
 use crate::{Drover, Result};
 
 pub const DEFAULT_TENANT_NAME: &str = "default";
-const INITIAL_ADMIN_TOKEN_NAME: &str = "initial-admin";
 /// Serialises first-start bootstrap across replicas sharing one database.
 const BOOTSTRAP_LOCK: i64 = 0x6472_6f76_6572_0001;
 
@@ -18,6 +18,8 @@ pub struct Bootstrap {
 
 impl Drover {
     /// Creates the default tenant and an initial admin API token if the database has none.
+    /// The default tenant is on the default plan in single-tenant mode; in multi-tenant mode it
+    /// is the operator's own tenant, `unlimited`.
     /// Safe to run from several replicas at once: exactly one creates them.
     ///
     /// `persist` receives the new token before the transaction commits; if it fails, nothing is
@@ -39,21 +41,13 @@ impl Drover {
             });
         }
         let tenant = TenantId::new_random();
-        tenants::insert(&mut *tx, tenant, DEFAULT_TENANT_NAME).await?;
-        let minted = secret_token::mint(TokenKind::Api);
-        api_tokens::insert(
-            &mut *tx,
-            tenant,
-            api_tokens::NewApiToken {
-                id: ApiTokenId::from_uuid(minted.id),
-                name: INITIAL_ADMIN_TOKEN_NAME,
-                role: Role::Admin.as_str(),
-                secret_hash: &minted.hash,
-                expires_at: None,
-            },
-        )
-        .await?;
-        let token = secret_token::reveal(&minted);
+        let plan = match self.tenancy.mode {
+            TenancyMode::SingleTenant => self.tenancy.plans.default_plan(),
+            TenancyMode::MultiTenant => UNLIMITED_PLAN,
+        };
+        tenants::insert(&mut *tx, tenant, DEFAULT_TENANT_NAME, plan).await?;
+        let token = self.insert_initial_admin_token(&mut tx, tenant).await?;
+        let token = token.expose_secret().to_owned();
         persist(&token).map_err(|e| crate::ServiceError::Internal(Box::new(e)))?;
         tx.commit().await.map_err(drover_store::StoreError::from)?;
         tracing::info!(%tenant, "created the default tenant and the initial admin API token");

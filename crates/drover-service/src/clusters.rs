@@ -8,7 +8,7 @@ use drover_model::labels::{self, automatic};
 use drover_model::{
     Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineStatus, ClusterPhase, ClusterSpec,
     ClusterStatus, ConfigPatch, LabelSelector, Machine, MachineClass, MachineClassSpec,
-    MachineConfigView, MachineId, MachineRole, Role, UpgradeKind, parse_variant,
+    MachineConfigView, MachineId, MachineRole, Resource, Role, UpgradeKind, parse_variant,
 };
 use drover_pki::SecretsBundle;
 use drover_store::cluster_machines::{self, ClusterMachineRow};
@@ -58,10 +58,19 @@ impl Drover {
                 spec.name
             )));
         }
+        // Refuse early, before the slow part, when the plan's limit is reached already.
+        {
+            let mut tx = self.store().begin().await?;
+            self.check_quota(&mut tx, ctx.tenant(), Resource::Clusters)
+                .await?;
+        }
         // The slow part (an RSA-4096 key) before the transaction.
         let bundle = Self::generate_bundle(&spec.name).await?;
         let uid = uuid::Uuid::new_v4();
         let mut tx = self.store().begin().await?;
+        // Counted again under the tenant's lock, held until commit: race-free at the limit.
+        self.check_quota(&mut tx, ctx.tenant(), Resource::Clusters)
+            .await?;
         clusters::insert(&mut *tx, ctx.tenant(), uid, &spec).await?;
         self.store_bundle(&mut tx, ctx.tenant(), &spec.name, uid, &bundle)
             .await?;

@@ -23,9 +23,19 @@ pub enum ServiceError {
     /// The request conflicts with what is stored.
     #[error("{0}")]
     Conflict(String),
-    /// A limit of the tenant's plan or the installation is reached.
+    /// A limit of the installation is reached.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A limit of the tenant's plan is reached: nothing was added.
+    #[error(
+        "the {plan} plan allows {limit} {resource} and this tenant has reached that limit; remove \
+         some or move the tenant to a larger plan"
+    )]
+    QuotaExceeded {
+        resource: drover_model::Resource,
+        plan: String,
+        limit: u64,
+    },
     /// Something this call needs is not there right now (e.g. the identity provider does not
     /// answer) or not configured.
     #[error("{0}")]

@@ -19,6 +19,7 @@ mod machines;
 mod provision;
 pub mod secret_token;
 pub mod secrets;
+pub mod tenancy;
 pub mod upgrades;
 
 use drover_siderolink::JoinUrl;
@@ -42,6 +43,10 @@ pub use login::{Callback, LoggedOut, LoginStart, NewSession, OidcSettings, OidcS
 pub use machines::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use provision::{ProvisionOutcome, ProvisionRequest};
 pub use secrets::Keyring;
+pub use tenancy::{
+    CreatedTenant, Plans, PlansError, PlansFile, Quota, Tenancy, TenancyMode, TenantAdmin,
+    TenantSummary,
+};
 
 /// What the service needs to know about how nodes reach this installation.
 #[derive(Debug, Clone)]
@@ -72,6 +77,7 @@ pub struct Drover {
     config: std::sync::Arc<ServiceConfig>,
     peers: Option<std::sync::Arc<dyn PeerSink>>,
     oidc: Option<std::sync::Arc<login::Oidc>>,
+    tenancy: std::sync::Arc<Tenancy>,
 }
 
 impl Drover {
@@ -81,6 +87,7 @@ impl Drover {
             config: std::sync::Arc::new(config),
             peers: None,
             oidc: None,
+            tenancy: std::sync::Arc::new(Tenancy::default()),
         }
     }
 

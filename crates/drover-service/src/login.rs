@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use drover_model::{Me, MePrincipal, Role, UserId};
+use drover_model::{Me, MePrincipal, Resource, Role, UserId};
 use drover_store::{sessions, tenants, users};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
@@ -20,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::tenancy::TenancyMode;
 use crate::{DEFAULT_TENANT_NAME, Drover, Principal, RequestContext, Result, ServiceError};
 
 /// The session cookie's name.
@@ -354,75 +355,46 @@ impl Drover {
 
     async fn open_session(&self, oidc: &Oidc, identity: Identity) -> Result<NewSession> {
         let mut tx = self.store.begin().await?;
-        // Single-tenant mode: everyone logs into the default tenant.
-        let tenant = tenants::find_by_name(&mut *tx, DEFAULT_TENANT_NAME)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("the default tenant does not exist".into()))?
-            .tenant_id();
-        let user = match users::find_by_subject(
-            &mut *tx,
-            tenant,
-            &identity.issuer,
-            &identity.subject,
-        )
-        .await?
-        {
-            Some(user) => user,
-            None => {
-                let email = identity.verified_email().ok_or_else(|| {
-                    ServiceError::PermissionDenied(
-                        "login refused: the identity provider did not give a verified e-mail \
-                         address, which Drover needs to recognise a new user"
-                            .into(),
-                    )
-                })?;
-                match users::find_by_email(&mut *tx, tenant, &email).await? {
-                    Some(invited) if invited.oidc_subject.is_none() => users::bind_identity(
-                        &mut *tx,
-                        tenant,
-                        invited.user_id(),
-                        &identity.issuer,
-                        &identity.subject,
-                    )
+        let user = match self.tenancy.mode {
+            TenancyMode::SingleTenant => {
+                // Everyone logs into the default tenant.
+                let tenant = tenants::find_by_name(&mut *tx, DEFAULT_TENANT_NAME)
                     .await?
                     .ok_or_else(|| {
-                        ServiceError::Conflict(format!(
-                            "the user {email} was just claimed by another login"
-                        ))
-                    })?,
-                    Some(_) => {
-                        return Err(ServiceError::PermissionDenied(format!(
-                            "login refused: the user {email} is bound to another identity of \
-                             the identity provider"
-                        )));
+                        ServiceError::Internal("the default tenant does not exist".into())
+                    })?
+                    .tenant_id();
+                match users::find_by_subject(&mut *tx, tenant, &identity.issuer, &identity.subject)
+                    .await?
+                {
+                    Some(user) => user,
+                    None => {
+                        let email = require_verified_email(&identity)?;
+                        let found = users::find_by_email(&mut *tx, tenant, &email).await?;
+                        match self
+                            .claim_invitation(&mut tx, found, &identity, &email)
+                            .await?
+                        {
+                            Some(user) => user,
+                            None => {
+                                let Some(role) =
+                                    first_login_role(&email, &oidc.settings.initial_admin_emails)
+                                else {
+                                    return Err(ServiceError::PermissionDenied(format!(
+                                        "login refused: {email} is not a user of this Drover; ask \
+                                         an administrator to invite you"
+                                    )));
+                                };
+                                self.create_login_user(&mut tx, tenant, &identity, &email, role)
+                                    .await?
+                            }
+                        }
                     }
-                    None => match first_login_role(&email, &oidc.settings.initial_admin_emails) {
-                        Some(role) => {
-                            let user = users::insert(
-                                &mut *tx,
-                                tenant,
-                                users::NewUser {
-                                    id: UserId::new_random(),
-                                    email: &email,
-                                    name: &identity.name,
-                                    role: role.as_str(),
-                                    oidc: Some((&identity.issuer, &identity.subject)),
-                                },
-                            )
-                            .await?;
-                            tracing::info!(user = %user.id, %email, %role, "created a user at first login (initial admin)");
-                            user
-                        }
-                        None => {
-                            return Err(ServiceError::PermissionDenied(format!(
-                                "login refused: {email} is not a user of this Drover; ask an \
-                                 administrator to invite you"
-                            )));
-                        }
-                    },
                 }
             }
+            TenancyMode::MultiTenant => self.multi_tenant_user(&mut tx, &identity).await?,
         };
+        let tenant = drover_model::TenantId::from_uuid(user.tenant_id);
         let user = users::record_login(&mut *tx, tenant, user.user_id(), &identity.name).await?;
         let secret = new_session_secret();
         let expires_at = Utc::now() + oidc.settings.session_ttl;
@@ -444,6 +416,102 @@ impl Drover {
             user: user.user_id(),
             email: user.email,
         })
+    }
+
+    /// Multi-tenant mode: the person's user in any tenant, else an invitation to any tenant,
+    /// else sign-up: a new tenant on the default plan with the person as its Admin.
+    async fn multi_tenant_user(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        identity: &Identity,
+    ) -> Result<users::UserRow> {
+        if let Some(user) =
+            users::find_by_subject_in_any_tenant(&mut *tx, &identity.issuer, &identity.subject)
+                .await?
+        {
+            return Ok(user);
+        }
+        let email = require_verified_email(identity)?;
+        // One sign-up at a time: a second first login of this person waits, then finds the
+        // user the first one made.
+        self.lock_sign_ups(&mut *tx).await?;
+        if let Some(user) =
+            users::find_by_subject_in_any_tenant(&mut *tx, &identity.issuer, &identity.subject)
+                .await?
+        {
+            return Ok(user);
+        }
+        let found = users::find_by_email_in_any_tenant(&mut *tx, &email)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(user) = self.claim_invitation(tx, found, identity, &email).await? {
+            return Ok(user);
+        }
+        let tenant = self.sign_up_tenant(&mut *tx, &email).await?;
+        self.create_login_user(tx, tenant, identity, &email, Role::Admin)
+            .await
+    }
+
+    /// A user row with this e-mail and no identity yet (an invitation) is bound to the
+    /// identity; one bound to another identity refuses the login; none gives None.
+    async fn claim_invitation(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        found: Option<users::UserRow>,
+        identity: &Identity,
+        email: &str,
+    ) -> Result<Option<users::UserRow>> {
+        match found {
+            Some(invited) if invited.oidc_subject.is_none() => {
+                let tenant = drover_model::TenantId::from_uuid(invited.tenant_id);
+                users::bind_identity(
+                    &mut *tx,
+                    tenant,
+                    invited.user_id(),
+                    &identity.issuer,
+                    &identity.subject,
+                )
+                .await?
+                .map(Some)
+                .ok_or_else(|| {
+                    ServiceError::Conflict(format!(
+                        "the user {email} was just claimed by another login"
+                    ))
+                })
+            }
+            Some(_) => Err(ServiceError::PermissionDenied(format!(
+                "login refused: the user {email} is bound to another identity of the identity \
+                 provider"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// A new user at its first login, within the plan's user limit.
+    async fn create_login_user(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        tenant: drover_model::TenantId,
+        identity: &Identity,
+        email: &str,
+        role: Role,
+    ) -> Result<users::UserRow> {
+        self.check_quota(&mut *tx, tenant, Resource::Users).await?;
+        let user = users::insert(
+            &mut *tx,
+            tenant,
+            users::NewUser {
+                id: UserId::new_random(),
+                email,
+                name: &identity.name,
+                role: role.as_str(),
+                oidc: Some((&identity.issuer, &identity.subject)),
+            },
+        )
+        .await?;
+        tracing::info!(user = %user.id, %tenant, %role, "created a user at first login");
+        Ok(user)
     }
 
     /// Ends the session with this cookie secret (if it is one) and says where the browser can
@@ -540,6 +608,16 @@ impl Identity {
 
 /// The role a person without a user row gets at first login: Admin for an initial admin, else
 /// none (they need an invitation). `email` is normalised, and so are the admins.
+fn require_verified_email(identity: &Identity) -> Result<String> {
+    identity.verified_email().ok_or_else(|| {
+        ServiceError::PermissionDenied(
+            "login refused: the identity provider did not give a verified e-mail address, which \
+             Drover needs to recognise a new user"
+                .into(),
+        )
+    })
+}
+
 fn first_login_role(email: &str, initial_admins: &[String]) -> Option<Role> {
     initial_admins
         .iter()

@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 
 use chrono::Utc;
-use drover_model::{JoinTokenId, MachineId, TenantId};
+use drover_model::{JoinTokenId, MachineId, Resource, TenantId};
 use drover_siderolink::keys::PublicKey;
 use drover_siderolink::{GRPC_TUNNEL_PEER_PORT, endpoints};
 use drover_store::join_tokens::JoinTokenRow;
@@ -155,7 +155,23 @@ impl Drover {
         let talos_version = req.talos_version.clone().unwrap_or_default();
         let mut tx = self.store.begin().await?;
 
-        let existing = machines::get_for_update(&mut *tx, tenant, machine_id).await?;
+        let mut existing = machines::get_for_update(&mut *tx, tenant, machine_id).await?;
+        if existing.is_none() {
+            // A new machine counts against the plan: lock the tenant's quota, then look again
+            // (a concurrent first join of this machine may have committed meanwhile) and count
+            // under the lock, so two joins cannot both take the last place.
+            let quota = self
+                .lock_quota(&mut tx, tenant, Resource::Machines)
+                .await
+                .map_err(Attempt::Fail)?;
+            existing = machines::get_for_update(&mut *tx, tenant, machine_id).await?;
+            if existing.is_none() {
+                let used = machines::count(&mut *tx, tenant).await?;
+                quota
+                    .admit(u64::try_from(used).unwrap_or(0))
+                    .map_err(Attempt::Fail)?;
+            }
+        }
         if let Some(existing) = &existing {
             check_same_node(existing, unique_token_hash)?;
         }

@@ -141,3 +141,35 @@ pub async fn record_login(
     .fetch_one(e)
     .await?)
 }
+
+/// Multi-tenant login: the users a provider identity is in any tenant, most recently used
+/// first. A credential lookup that establishes the tenant, like `api_tokens::find_by_id`.
+pub async fn find_by_subject_in_any_tenant(
+    e: impl PgExecutor<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE oidc_issuer = $1 AND oidc_subject = $2
+         ORDER BY last_login_at DESC NULLS LAST, created_at LIMIT 1"
+    ))
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(e)
+    .await?)
+}
+
+/// Multi-tenant login: the users with this e-mail address in any tenant (invitations not yet
+/// bound first, then the oldest). Establishes the tenant of a first login.
+pub async fn find_by_email_in_any_tenant(
+    e: impl PgExecutor<'_>,
+    email: &str,
+) -> Result<Vec<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE email = $1
+         ORDER BY (oidc_subject IS NULL) DESC, created_at"
+    ))
+    .bind(email)
+    .fetch_all(e)
+    .await?)
+}

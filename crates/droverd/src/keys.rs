@@ -58,8 +58,8 @@ pub async fn rotate(settings: &Settings) -> Result<Rotation> {
 }
 
 /// The database: the configured URL, the private PostgreSQL a running droverd owns, or one
-/// started for the rotation.
-async fn connect(settings: &Settings) -> Result<(Store, Option<PrivatePostgres>)> {
+/// started for this command.
+pub(crate) async fn connect(settings: &Settings) -> Result<(Store, Option<PrivatePostgres>)> {
     let pg_dir = settings.data_dir.join("postgres");
     match &settings.database {
         Database::Url(url) => Ok((Store::connect(url, 2).await?, None)),

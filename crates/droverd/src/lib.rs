@@ -4,7 +4,8 @@ pub mod datadir;
 pub mod keys;
 pub mod server;
 pub mod settings;
+pub mod tenant;
 
 pub use drover_dataplane::DataPlaneConfig;
 pub use server::Server;
-pub use settings::{Args, Command, Database, KeysCommand, LogFormat, Settings};
+pub use settings::{Args, Command, Database, KeysCommand, LogFormat, Settings, TenantCommand};

@@ -29,6 +29,10 @@ async fn run() -> Result<()> {
         );
         return Ok(());
     }
+    if let Some(droverd::Command::Tenant(command)) = &settings.command {
+        print!("{}", droverd::tenant::run(&settings, command).await?);
+        return Ok(());
+    }
     let server = Server::start(settings).await?;
     if let Some(token) = server.initial_admin_token() {
         println!(

@@ -139,7 +139,8 @@ impl Server {
                 }),
             },
         )
-        .with_peer_sink(drover_dataplane::peer_sink(&hub));
+        .with_peer_sink(drover_dataplane::peer_sink(&hub))
+        .with_tenancy(settings.tenancy.clone());
         let drover = match &settings.oidc {
             Some(oidc) => {
                 let login = oidc.service_settings(http_addr);

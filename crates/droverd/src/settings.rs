@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use drover_service::{Plans, Tenancy, TenancyMode};
 use drover_siderolink::{JoinUrl, Transport};
 use serde::Deserialize;
 
@@ -171,9 +172,40 @@ pub struct Args {
     /// How long audit log entries are kept. [default: 90days]
     #[arg(long, env = "DROVER_AUDIT_RETENTION", value_name = "DURATION")]
     pub audit_retention: Option<humantime::Duration>,
+    /// `single-tenant` (one organisation, the self-hosted default) or `multi-tenant` (a first
+    /// login of a person who is no user anywhere creates a tenant on the default plan).
+    /// [default: single-tenant]
+    #[arg(long, env = "DROVER_TENANCY", value_enum)]
+    pub tenancy: Option<TenancyArg>,
+
+    /// TOML file of plans (`[plans.NAME]` with `machines`, `clusters`, `users`,
+    /// `service-accounts` limits), added to the built-in `hobby` and `unlimited`.
+    #[arg(long, env = "DROVER_PLANS", value_name = "FILE")]
+    pub plans: Option<PathBuf>,
+
+    /// The plan new tenants get. [default: the plans file's `default-plan`, else `hobby` in
+    /// multi-tenant mode and `unlimited` in single-tenant mode]
+    #[arg(long, env = "DROVER_DEFAULT_PLAN", value_name = "NAME")]
+    pub default_plan: Option<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TenancyArg {
+    SingleTenant,
+    MultiTenant,
+}
+
+impl From<TenancyArg> for TenancyMode {
+    fn from(arg: TenancyArg) -> Self {
+        match arg {
+            TenancyArg::SingleTenant => TenancyMode::SingleTenant,
+            TenancyArg::MultiTenant => TenancyMode::MultiTenant,
+        }
+    }
 }
 
 /// Maintenance commands (without one, droverd serves).
@@ -182,6 +214,24 @@ pub enum Command {
     /// Manage the key-encryption key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage tenants and their plans (operator commands, straight on the database).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its initial admin API token (shown once).
+    Create {
+        name: String,
+        /// The tenant's plan. [default: the default plan]
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List the tenants with their plans and usage.
+    List,
+    /// Move a tenant to another plan (what it has stays; limits apply to what is added).
+    SetPlan { name: String, plan: String },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -230,6 +280,9 @@ struct FileSettings {
     session_ttl: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     audit_retention: Option<std::time::Duration>,
+    tenancy: Option<TenancyArg>,
+    plans: Option<PathBuf>,
+    default_plan: Option<String>,
 }
 
 mod humantime_serde_opt {
@@ -268,6 +321,8 @@ pub struct Settings {
     pub oidc: Option<OidcLogin>,
     /// Audit log entries older than this are deleted.
     pub audit_retention: std::time::Duration,
+    /// Single- or multi-tenant, and the plans.
+    pub tenancy: Tenancy,
     pub command: Option<Command>,
 }
 
@@ -379,6 +434,18 @@ pub enum SettingsError {
     OidcWithoutClientId,
     #[error("public-url: {0:?} is not an http(s) URL")]
     PublicUrl(String),
+    #[error("cannot read plans file {path}: {source}")]
+    ReadPlans {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plans file {path}: {source}")]
+    Plans {
+        path: PathBuf,
+        source: drover_service::PlansError,
+    },
+    #[error("default-plan: {0}")]
+    DefaultPlan(drover_service::PlansError),
 }
 
 impl Settings {
@@ -459,6 +526,11 @@ impl Settings {
             },
             args.session_ttl.map(Into::into).or(file.session_ttl),
         )?;
+        let tenancy = tenancy(
+            args.tenancy.or(file.tenancy),
+            args.plans.or(file.plans),
+            args.default_plan.or(file.default_plan),
+        )?;
         Ok(Self {
             oidc,
             audit_retention: args
@@ -466,6 +538,7 @@ impl Settings {
                 .map(Into::into)
                 .or(file.audit_retention)
                 .unwrap_or(DEFAULT_AUDIT_RETENTION),
+            tenancy,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -605,6 +678,38 @@ fn oidc_login(
     }))
 }
 
+fn tenancy(
+    mode: Option<TenancyArg>,
+    plans: Option<PathBuf>,
+    default_plan: Option<String>,
+) -> Result<Tenancy, SettingsError> {
+    let mode: TenancyMode = mode.map(Into::into).unwrap_or_default();
+    let file = match &plans {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| SettingsError::ReadPlans {
+                    path: path.clone(),
+                    source,
+                })?;
+            Some(
+                Plans::parse_file(&text).map_err(|source| SettingsError::Plans {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let plans = Plans::new(mode, file, default_plan).map_err(|err| match (&plans, err) {
+        (Some(path), source @ drover_service::PlansError::BadName(_)) => SettingsError::Plans {
+            path: path.clone(),
+            source,
+        },
+        (_, err) => SettingsError::DefaultPlan(err),
+    })?;
+    Ok(Tenancy { mode, plans })
+}
+
 fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
         path: path.to_owned(),
@@ -713,6 +818,45 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(matches!(err, SettingsError::PublicUrl(_)));
+    }
+
+    #[test]
+    fn tenancy_settings() {
+        let s = Settings::resolve(args(&[])).unwrap();
+        assert_eq!(s.tenancy.mode, TenancyMode::SingleTenant);
+        assert_eq!(s.tenancy.plans.default_plan(), "unlimited");
+
+        let dir = tempfile::tempdir().unwrap();
+        let plans = dir.path().join("plans.toml");
+        std::fs::write(&plans, "[plans.team]\nmachines = 50\n").unwrap();
+        let s = Settings::resolve(args(&[
+            "--tenancy",
+            "multi-tenant",
+            "--plans",
+            plans.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert_eq!(s.tenancy.mode, TenancyMode::MultiTenant);
+        assert_eq!(s.tenancy.plans.default_plan(), "hobby");
+        assert_eq!(s.tenancy.plans.get("team").unwrap().machines, Some(50));
+
+        let s = Settings::resolve(args(&[
+            "--plans",
+            plans.to_str().unwrap(),
+            "--default-plan",
+            "team",
+        ]))
+        .unwrap();
+        assert_eq!(s.tenancy.plans.default_plan(), "team");
+
+        let err = Settings::resolve(args(&["--default-plan", "gold"])).unwrap_err();
+        assert!(err.to_string().contains("\"gold\" is not defined"), "{err}");
+        std::fs::write(&plans, "[plans.team]\nmachnes = 50\n").unwrap();
+        let err = Settings::resolve(args(&["--plans", plans.to_str().unwrap()])).unwrap_err();
+        assert!(
+            matches!(err, SettingsError::Plans { .. }) && err.to_string().contains("machnes"),
+            "{err}"
+        );
     }
 
     #[test]
