@@ -25,6 +25,7 @@ pub fn status(err: ServiceError) -> Status {
         ServiceError::NotFound { .. } => Code::NotFound,
         ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
         ServiceError::Conflict(_) => Code::AlreadyExists,
+        ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
         ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
         ServiceError::Unavailable(_) => Code::Unavailable,
         ServiceError::Internal(source) => {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ApiTokenId, Role, TenantId, UserId};
+use crate::{ApiTokenId, Role, ServiceAccountId, ServiceAccountKeyId, TenantId, UserId};
 
 /// The caller of `GET /api/v1/me`: who, in which tenant, with which role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -32,4 +32,11 @@ pub enum MePrincipal {
     /// An API token (`Authorization: Bearer`).
     #[serde(rename_all = "camelCase")]
     ApiToken { id: ApiTokenId, name: String },
+    /// A service account, by one of its keys (`Authorization: Bearer drs_...`).
+    #[serde(rename_all = "camelCase")]
+    ServiceAccount {
+        id: ServiceAccountId,
+        name: String,
+        key_id: ServiceAccountKeyId,
+    },
 }

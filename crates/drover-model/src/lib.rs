@@ -3,6 +3,7 @@
 //! The same structs are returned by the service layer, serialized by REST, mapped to gRPC
 //! messages and deserialized by the CLI, so every shell shows the same fields.
 
+mod access;
 mod clusters;
 mod identity;
 mod ids;
@@ -13,6 +14,10 @@ mod variants;
 pub mod versions;
 pub use variants::{parse_variant, variant_name};
 
+pub use access::{
+    ClusterGrant, CreateServiceAccount, GrantClusterRole, GrantTarget, InviteUser,
+    IssuedServiceAccountKey, ServiceAccount, ServiceAccountKey, SetRole, User, UserStatus,
+};
 pub use clusters::{
     CONTROL_PLANE_SET, ClassSize, Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineSpec,
     ClusterMachineStatus, ClusterPhase, ClusterSpec, ClusterStatus, ConfigPatch, MachineClass,
@@ -20,7 +25,10 @@ pub use clusters::{
     Strategy, StrategyKind,
 };
 pub use identity::{Me, MePrincipal};
-pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId, UserId};
+pub use ids::{
+    ApiTokenId, InvalidId, JoinTokenId, MachineId, ServiceAccountId, ServiceAccountKeyId, TenantId,
+    UserId,
+};
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,

@@ -59,7 +59,8 @@ impl Drover {
     /// Replaces a cluster's spec. Versions cannot change here (upgrades roll them).
     pub async fn update_cluster(&self, ctx: &RequestContext, spec: ClusterSpec) -> Result<Cluster> {
         let spec = normalized(spec);
-        ctx.require(Role::Operator, "changing a cluster")?;
+        self.require_on_cluster(ctx, &spec.name, Role::Operator, "changing a cluster")
+            .await?;
         self.validate_cluster_spec(&spec)?;
         self.check_classes_exist(ctx, &spec).await?;
         let mut tx = self.store().begin().await?;
@@ -106,10 +107,15 @@ impl Drover {
         spec: ClusterSpec,
         dry_run: bool,
     ) -> Result<ClusterChanges> {
-        ctx.require(Role::Operator, "applying a cluster")?;
         let spec = normalized(spec);
-        self.validate_cluster_spec(&spec)?;
         let current = clusters::get(self.store().pool(), ctx.tenant(), &spec.name).await?;
+        if current.is_some() {
+            self.require_on_cluster(ctx, &spec.name, Role::Operator, "applying a cluster")
+                .await?;
+        } else {
+            ctx.require(Role::Operator, "creating a cluster")?;
+        }
+        self.validate_cluster_spec(&spec)?;
         let changes = drover_template::diff(current.as_ref().map(|r| &r.spec.0), &spec)
             .iter()
             .map(ToString::to_string)
@@ -183,7 +189,8 @@ impl Drover {
     }
 
     pub async fn get_cluster(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
-        ctx.require(Role::Reader, "reading a cluster")?;
+        self.require_on_cluster(ctx, name, Role::Reader, "reading a cluster")
+            .await?;
         let row = clusters::get(self.store().pool(), ctx.tenant(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("cluster", name))?;
@@ -193,7 +200,8 @@ impl Drover {
     /// Starts tearing a cluster down: every machine is reset, then the cluster and its secrets
     /// are forgotten.
     pub async fn delete_cluster(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
-        ctx.require(Role::Operator, "deleting a cluster")?;
+        self.require_on_cluster(ctx, name, Role::Operator, "deleting a cluster")
+            .await?;
         let row = clusters::mark_deleting(self.store().pool(), ctx.tenant(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("cluster", name))?;
@@ -209,7 +217,8 @@ impl Drover {
         cluster: &str,
         machine: &str,
     ) -> Result<MachineConfigView> {
-        ctx.require(Role::Reader, "reading a machine config")?;
+        self.require_on_cluster(ctx, cluster, Role::Reader, "reading a machine config")
+            .await?;
         let id = parse_machine_id(machine)?;
         let pool = self.store().pool();
         let row = clusters::get(pool, ctx.tenant(), cluster)

@@ -31,7 +31,8 @@ impl Drover {
         cluster: &str,
         req: StartUpgrade,
     ) -> Result<Upgrade> {
-        ctx.require(Role::Operator, "upgrading a cluster")?;
+        self.require_on_cluster(ctx, cluster, Role::Operator, "upgrading a cluster")
+            .await?;
         let (kind, kind_text) = match req.kind {
             UpgradeKind::Talos => (Kind::Talos, "talos"),
             UpgradeKind::Kubernetes => (Kind::Kubernetes, "kubernetes"),
@@ -165,7 +166,8 @@ impl Drover {
 
     /// The cluster's newest upgrade, with its per-node progress and the plan of what is left.
     pub async fn get_upgrade(&self, ctx: &RequestContext, cluster: &str) -> Result<Upgrade> {
-        ctx.require(Role::Reader, "reading a cluster's upgrade")?;
+        self.require_on_cluster(ctx, cluster, Role::Reader, "reading a cluster's upgrade")
+            .await?;
         let pool = self.store().pool();
         let row = clusters::get(pool, ctx.tenant(), cluster)
             .await?
@@ -193,7 +195,8 @@ impl Drover {
         cluster: &str,
         to: UpgradeState,
     ) -> Result<Upgrade> {
-        ctx.require(Role::Operator, "changing an upgrade")?;
+        self.require_on_cluster(ctx, cluster, Role::Operator, "changing an upgrade")
+            .await?;
         let from: &[&str] = match to {
             UpgradeState::Paused => &["running"],
             UpgradeState::Running => &["paused"],
@@ -234,7 +237,8 @@ impl Drover {
         cluster: &str,
         after: i64,
     ) -> Result<Vec<ClusterEvent>> {
-        ctx.require(Role::Reader, "reading cluster events")?;
+        self.require_on_cluster(ctx, cluster, Role::Reader, "reading cluster events")
+            .await?;
         let pool = self.store().pool();
         if clusters::get(pool, ctx.tenant(), cluster).await?.is_none() {
             return Err(ServiceError::not_found("cluster", cluster));
