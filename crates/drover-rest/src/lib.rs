@@ -3,6 +3,7 @@
 //! Handlers only translate HTTP to service calls. Errors are RFC 9457 problem details
 //! (`application/problem+json`), produced in one place: [`problem::Problem`].
 
+mod access;
 mod auth;
 mod clusters;
 mod jointokens;
@@ -28,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "clusters", description = "Talos clusters: desired state and status"),
         (name = "machineclasses", description = "Named label selectors over machines"),
         (name = "identity", description = "Who is calling"),
+        (name = "access", description = "Service accounts, users, invitations and per-cluster grants"),
     )
 )]
 struct ApiDoc;
@@ -50,6 +52,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(clusters::routes())
         .merge(jointokens::routes())
         .merge(login::api_routes())
+        .merge(access::routes())
 }
 
 /// The OpenAPI document, generated from the routes themselves.
