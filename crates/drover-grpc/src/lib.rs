@@ -2,11 +2,13 @@
 //!
 //! - [`provision_service`]: `sidero.link.ProvisionService`, which stock Talos nodes call on the
 //!   machine API port.
-//! - [`management_routes`]: `drover.v1.MachineService` and `drover.v1.JoinTokenService`, served
+//! - [`management_routes`]: `drover.v1.MachineService`, `JoinTokenService`, `ClusterService`,
+//!   `MachineClassService` and `AccessService`, served
 //!   on the HTTP port next to REST, authenticated with the same bearer tokens.
 //!
 //! [`status`] is the one place where service errors become gRPC statuses.
 
+mod access;
 mod clusters;
 mod management;
 mod provision;
