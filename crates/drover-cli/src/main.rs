@@ -1,5 +1,6 @@
 //! `drover`, the command-line client of Drover.
 
+mod access;
 mod clusters;
 mod output;
 
@@ -77,6 +78,17 @@ enum Command {
     JoinToken {
         #[command(subcommand)]
         action: JoinTokenCmd,
+    },
+    /// Manage service accounts and their keys (Admin).
+    #[command(name = "serviceaccount")]
+    ServiceAccount {
+        #[command(subcommand)]
+        action: access::ServiceAccountCmd,
+    },
+    /// Manage users, their roles and invitations (Admin).
+    User {
+        #[command(subcommand)]
+        action: access::UserCmd,
     },
 }
 
@@ -202,6 +214,8 @@ async fn run(cli: Cli) -> Result<()> {
             tail,
         } => logs(&client, &machine, follow, tail).await,
         Command::JoinToken { action } => join_token(&client, action).await,
+        Command::ServiceAccount { action } => access::service_account(&client, action).await,
+        Command::User { action } => access::user(&client, action).await,
         Command::Get {
             what: Get::Clusters { output },
         } => {
