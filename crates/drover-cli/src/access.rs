@@ -115,6 +115,7 @@ pub enum GrantCmd {
         cluster: String,
         #[command(flatten)]
         to: Grantee,
+        /// reader, operator or admin.
         #[arg(long, value_parser = parse_role)]
         role: Role,
     },

@@ -45,14 +45,24 @@ pub struct CreateServiceAccount {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A newly issued key: the only time its secret is shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A newly issued key: the only time its secret is shown. `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedServiceAccountKey {
     pub service_account: ServiceAccount,
     pub key: ServiceAccountKey,
     /// `drs_...`: send it as `Authorization: Bearer <secret>`.
     pub secret: String,
+}
+
+impl std::fmt::Debug for IssuedServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedServiceAccountKey")
+            .field("service_account", &self.service_account)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Whether a user has logged in yet.
@@ -141,5 +151,51 @@ impl ClusterGrant {
             user: self.user.clone(),
             service_account: self.service_account.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_key_does_not_show_its_secret_in_debug_output() {
+        let now = Utc::now();
+        let key = ServiceAccountKey {
+            id: ServiceAccountKeyId::new_random(),
+            created_at: now,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let issued = IssuedServiceAccountKey {
+            service_account: ServiceAccount {
+                id: ServiceAccountId::new_random(),
+                name: "ci".into(),
+                role: Role::Reader,
+                expires_at: None,
+                expired: false,
+                created_at: now,
+                keys: vec![key.clone()],
+            },
+            key,
+            secret: "drs_topsecret".into(),
+        };
+        let debug = format!("{issued:?}");
+        assert!(
+            !debug.contains("topsecret") && debug.contains("\"ci\""),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_grant_request_names_its_grantee_in_camel_case() {
+        let req: GrantClusterRole =
+            serde_json::from_str(r#"{"serviceAccount": "ci", "role": "operator"}"#).unwrap();
+        assert_eq!(req.service_account.as_deref(), Some("ci"));
+        assert_eq!(req.role, Role::Operator);
+        assert!(
+            serde_json::from_str::<GrantClusterRole>(r#"{"group": "x", "role": "reader"}"#)
+                .is_err()
+        );
     }
 }
