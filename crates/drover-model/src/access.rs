@@ -45,7 +45,8 @@ pub struct CreateServiceAccount {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A newly issued key: the only time its secret is shown. `Debug` leaves the secret out.
+/// A newly issued key: the only time its secret is shown.
+// `Debug` is written by hand to leave the secret out.
 #[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedServiceAccountKey {
