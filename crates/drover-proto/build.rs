@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "drover/v1/inventory.proto",
         "drover/v1/clusters.proto",
         "drover/v1/tenancy.proto",
+        "drover/v1/access.proto",
         // Talos machine API and event sink (packages `common`, `machine`, `storage`, `events`,
         // plus the `google.rpc.Status` they reference).
         "google/rpc/status.proto",

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use bytes::{Buf, BufMut};
 use drover_e2e::{TestDrover, fast_retry, no_cancel};
 use drover_emu::{EmulatedMachine, MachineIdentity};
-use drover_model::{MachineClassSpec, Resource};
+use drover_model::{
+    CreateServiceAccount, GrantClusterRole, InviteUser, MachineClassSpec, Resource, Role,
+};
 use prost_types::field_descriptor_proto::Type;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -24,6 +26,9 @@ struct TenantA {
     token_name: String,
     token_id: String,
     token_secret: String,
+    service_account: String,
+    key_id: String,
+    user_email: String,
     /// Ids, addresses and keys B cannot know: never in any successful response to B.
     secrets: Vec<String>,
     /// A's names: never in a successful read by B (B may create objects of the same names).
@@ -69,6 +74,39 @@ async fn tenant_b_sees_and_changes_nothing_of_tenant_a() {
     )
     .unwrap();
     let cluster = alpha.create_cluster(&spec).await.unwrap();
+    // A service account with a key, an invited user, and grants on the cluster to both.
+    let robot = alpha
+        .create_service_account(&CreateServiceAccount {
+            name: "alpha-robot".into(),
+            role: Role::Reader,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    alpha
+        .invite_user(&InviteUser {
+            email: "ann@alpha.example".into(),
+            role: Role::Reader,
+        })
+        .await
+        .unwrap();
+    for grant in [
+        GrantClusterRole {
+            user: Some("ann@alpha.example".into()),
+            service_account: None,
+            role: Role::Operator,
+        },
+        GrantClusterRole {
+            user: None,
+            service_account: Some("alpha-robot".into()),
+            role: Role::Operator,
+        },
+    ] {
+        alpha
+            .grant_cluster_role(&cluster.spec.name, &grant)
+            .await
+            .unwrap();
+    }
     let alpha_id = tenant_id(&drover, "alpha").await;
     let cluster_uid: String =
         sqlx::query_scalar("SELECT uid::text FROM clusters WHERE tenant_id = $1")
@@ -77,6 +115,9 @@ async fn tenant_b_sees_and_changes_nothing_of_tenant_a() {
             .await
             .unwrap();
     let mut secrets = vec![
+        robot.key.id.to_string(),
+        robot.service_account.id.to_string(),
+        robot.secret.clone(),
         token.token.id.to_string(),
         alpha_id.to_string(),
         cluster_uid,
@@ -95,12 +136,17 @@ async fn tenant_b_sees_and_changes_nothing_of_tenant_a() {
         token_name: "alpha-token".into(),
         token_id: token.token.id.to_string(),
         token_secret: token.secret.clone(),
+        service_account: "alpha-robot".into(),
+        key_id: robot.key.id.to_string(),
+        user_email: "ann@alpha.example".into(),
         secrets,
         names: vec![
             "alpha-prod".into(),
             "alpha-class".into(),
             "alpha-token".into(),
             "alpha-tier".into(),
+            "alpha-robot".into(),
+            "ann@alpha.example".into(),
         ],
     };
 
@@ -319,6 +365,12 @@ async fn rest_calls(
                 let value = match (name, template.as_str()) {
                     ("name", t) if t.starts_with("/api/v1/clusters/") => a.cluster.clone(),
                     ("name", t) if t.starts_with("/api/v1/machineclasses/") => a.class.clone(),
+                    ("name", t) if t.starts_with("/api/v1/serviceaccounts/") => {
+                        a.service_account.clone()
+                    }
+                    ("account", _) => a.service_account.clone(),
+                    ("key", _) => a.key_id.clone(),
+                    ("email", _) => a.user_email.clone(),
                     ("id", _) => a.machines[0].clone(),
                     ("token", _) if method == reqwest::Method::GET => a.token_name.clone(),
                     ("token", _) => a.token_id.clone(),
@@ -374,6 +426,10 @@ fn body_for(schema: &Value, cluster_spec: &Value, a: &TenantA) -> Value {
         "JoinSecret" => json!({"secret": a.token_secret}),
         "StartUpgrade" => json!({"kind": "talos", "version": "v1.13.1"}),
         "UpgradeState" => json!("paused"),
+        "CreateServiceAccount" => json!({"name": a.service_account, "role": "reader"}),
+        "InviteUser" => json!({"email": a.user_email, "role": "reader"}),
+        "SetRole" => json!({"role": "reader"}),
+        "GrantClusterRole" => json!({"user": a.user_email, "role": "operator"}),
         _ => match schema["type"].as_str() {
             Some("array") => json!([]),
             Some("object") => json!({"alpha-tier": "silver"}),
@@ -490,7 +546,7 @@ fn grpc_calls(a: &TenantA) -> Vec<(Phase, Call)> {
                     Phase::Read
                 } else if name.starts_with("Delete") {
                     Phase::Delete
-                } else if ["Create", "Put", "Sync"]
+                } else if ["Create", "Put", "Sync", "Invite"]
                     .iter()
                     .any(|p| name.starts_with(p))
                 {
@@ -530,6 +586,11 @@ fn fill_request(
             "name" | "cluster" if service.starts_with("Cluster") => a.cluster.clone(),
             "name" if service.starts_with("MachineClass") => a.class.clone(),
             "name" if service.starts_with("JoinToken") => a.token_name.clone(),
+            "name" if service.starts_with("Access") => a.service_account.clone(),
+            "service_account" => a.service_account.clone(),
+            "key_id" => a.key_id.clone(),
+            "email" | "user" => a.user_email.clone(),
+            "role" => "reader".into(),
             "token" => a.token_id.clone(),
             "id" | "machine" => a.machines[0].clone(),
             "talos_version" | "version" => "v1.13.1".into(),
@@ -544,7 +605,15 @@ fn fill_request(
         out.extend_from_slice(value.as_bytes());
         targets_a |= matches!(
             field.name(),
-            "name" | "cluster" | "token" | "id" | "machine"
+            "name"
+                | "cluster"
+                | "token"
+                | "id"
+                | "machine"
+                | "service_account"
+                | "key_id"
+                | "email"
+                | "user"
         );
     }
     (out, targets_a)

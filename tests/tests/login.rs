@@ -6,6 +6,7 @@ use drover_e2e::oidc::{
     Browser, OidcProvider, ProviderConfig, browser_login, login_settings, submit_login_form,
 };
 use drover_e2e::{Extra, TestDrover};
+use drover_model::{InviteUser, Role, UserStatus};
 use serde_json::Value;
 
 const ADMIN: &str = "ops@example.com";
@@ -687,6 +688,252 @@ async fn a_first_login_past_the_plans_user_limit_is_refused() {
             .await
             .status(),
         200
+    );
+    drover.stop().await;
+}
+
+const BOB: &str = "bob@example.com";
+
+/// droverd with login through a provider knowing ADMIN, STRANGER and BOB; ADMIN is an initial
+/// admin, the others have to be invited.
+async fn start_with_bob() -> (TestDrover, OidcProvider) {
+    let pending = OidcProvider::listen().await;
+    let drover = TestDrover::start_with(Extra {
+        oidc: Some(login_settings(pending.issuer(), &[ADMIN])),
+        ..Extra::default()
+    })
+    .await;
+    let provider = pending
+        .configure(
+            &ProviderConfig::for_drover(&drover)
+                .user(ADMIN, "Olga Ops")
+                .user(STRANGER, "Eve")
+                .user(BOB, "Bob"),
+        )
+        .await;
+    (drover, provider)
+}
+
+fn problem_of(err: drover_client::ClientError) -> (u16, String) {
+    match err {
+        drover_client::ClientError::Api { problem } => (problem.status, problem.detail),
+        other => panic!("expected a problem response, got {other}"),
+    }
+}
+
+/// A request with the browser's session cookie and its CSRF token.
+async fn session_change(
+    browser: &Browser,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (_, me) = whoami_at(browser, &url).await;
+    let csrf = me["csrfToken"].as_str().unwrap().to_owned();
+    let mut req = browser
+        .http
+        .request(method, url)
+        .header("X-CSRF-Token", csrf);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn whoami_at(browser: &Browser, any_url: &str) -> (u16, Value) {
+    let url: reqwest::Url = any_url.parse().unwrap();
+    let response = browser
+        .http
+        .get(url.join("/api/v1/me").unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_becomes_an_active_user_with_the_invited_role_at_first_login() {
+    let (drover, _provider) = start_with_bob().await;
+    let admin = drover.client();
+    let invited = admin
+        .invite_user(&InviteUser {
+            email: "Eve@Example.com".into(),
+            role: Role::Operator,
+        })
+        .await
+        .unwrap();
+    assert_eq!(invited.email, STRANGER);
+    assert_eq!(invited.status, UserStatus::Invited);
+    let (status, detail) = problem_of(
+        admin
+            .invite_user(&InviteUser {
+                email: STRANGER.into(),
+                role: Role::Admin,
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 409, "{detail}");
+    assert!(detail.contains(STRANGER), "{detail}");
+    admin
+        .invite_user(&InviteUser {
+            email: BOB.into(),
+            role: Role::Admin,
+        })
+        .await
+        .unwrap();
+    admin.cancel_invitation(BOB).await.unwrap();
+    let pending: Vec<String> = admin
+        .list_invitations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(pending, [STRANGER]);
+
+    // The first login through the real provider binds the invitation.
+    let browser = Browser::new();
+    let landed = browser_login(&browser, &drover.http_url(), STRANGER).await;
+    assert_eq!(landed.status(), 200);
+    let (status, me) = whoami(&browser, &drover).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["principal"]["email"], STRANGER);
+    assert_eq!(me["principal"]["id"], invited.id.to_string());
+    assert_eq!(me["role"], "operator");
+    let users = admin.list_users().await.unwrap();
+    let eve = users.iter().find(|u| u.email == STRANGER).unwrap();
+    assert_eq!(eve.status, UserStatus::Active);
+    assert_eq!(eve.name, "Eve");
+    assert_eq!(eve.role, Role::Operator);
+    assert!(eve.last_login_at.is_some());
+    assert!(admin.list_invitations().await.unwrap().is_empty());
+    let (status, detail) = problem_of(admin.cancel_invitation(STRANGER).await.unwrap_err());
+    assert_eq!(status, 404, "an active user is no invitation: {detail}");
+
+    // As an Operator she may not manage users.
+    let listed = browser
+        .http
+        .get(format!("{}/api/v1/users", drover.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 403);
+
+    // A cancelled invitation lets nobody in.
+    let refused = browser_login(&Browser::new(), &drover.http_url(), BOB).await;
+    assert_eq!(refused.status(), 403);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a user of this Drover"),
+        "{problem}"
+    );
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_changes_and_removals_apply_at_once_but_never_to_the_last_admin() {
+    let (drover, _provider) = start_with_bob().await;
+    let admin = drover.client();
+    let olga = Browser::new();
+    assert_eq!(
+        browser_login(&olga, &drover.http_url(), ADMIN)
+            .await
+            .status(),
+        200
+    );
+
+    // Olga is the only Admin user: she can be neither demoted nor removed.
+    for err in [
+        admin.set_user_role(ADMIN, Role::Reader).await.unwrap_err(),
+        admin.remove_user(ADMIN).await.unwrap_err(),
+    ] {
+        let (status, detail) = problem_of(err);
+        assert_eq!(status, 409, "{detail}");
+        assert!(
+            detail.contains(ADMIN) && detail.contains("last Admin"),
+            "{detail}"
+        );
+    }
+
+    // With a second Admin she can be demoted; it applies to her next request.
+    admin
+        .invite_user(&InviteUser {
+            email: STRANGER.into(),
+            role: Role::Admin,
+        })
+        .await
+        .unwrap();
+    let eve = Browser::new();
+    assert_eq!(
+        browser_login(&eve, &drover.http_url(), STRANGER)
+            .await
+            .status(),
+        200
+    );
+    let demoted = admin.set_user_role(ADMIN, Role::Reader).await.unwrap();
+    assert_eq!(demoted.role, Role::Reader);
+    let (status, me) = whoami(&olga, &drover).await;
+    assert_eq!((status, me["role"].clone()), (200, Value::from("reader")));
+    let listed = olga
+        .http
+        .get(format!("{}/api/v1/users", drover.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 403);
+
+    // Eve is now the last Admin: her own session cannot demote or remove her.
+    let base = drover.http_url();
+    let (status, problem) = session_change(
+        &eve,
+        reqwest::Method::PUT,
+        format!("{base}/api/v1/users/{STRANGER}/role"),
+        Some(serde_json::json!({ "role": "operator" })),
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("last Admin"),
+        "{problem}"
+    );
+    let (status, _) = session_change(
+        &eve,
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/users/{STRANGER}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    // Removing Olga ends her session at once.
+    let (status, removed) = session_change(
+        &eve,
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/users/{ADMIN}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(whoami(&olga, &drover).await.0, 401);
+    let emails: Vec<String> = admin
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    assert_eq!(emails, [STRANGER]);
+    assert_eq!(
+        session_count(&drover).await,
+        1,
+        "only Eve's session is left"
     );
     drover.stop().await;
 }

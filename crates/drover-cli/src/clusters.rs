@@ -52,6 +52,8 @@ pub enum ClusterCmd {
         #[command(subcommand)]
         action: TemplateCmd,
     },
+    #[command(flatten)]
+    Access(crate::access::GrantCmd),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +143,7 @@ pub enum MachineClassCmd {
 
 pub async fn cluster(client: &Client, action: ClusterCmd) -> Result<()> {
     match action {
+        ClusterCmd::Access(action) => crate::access::grant(client, action).await,
         ClusterCmd::Status {
             name,
             output,

@@ -1,5 +1,6 @@
 //! `drover`, the command-line client of Drover.
 
+mod access;
 mod audit;
 mod clusters;
 mod contexts;
@@ -131,6 +132,17 @@ enum Command {
     JoinToken {
         #[command(subcommand)]
         action: JoinTokenCmd,
+    },
+    /// Manage service accounts and their keys (Admin).
+    #[command(name = "serviceaccount")]
+    ServiceAccount {
+        #[command(subcommand)]
+        action: access::ServiceAccountCmd,
+    },
+    /// Manage users, their roles and invitations (Admin).
+    User {
+        #[command(subcommand)]
+        action: access::UserCmd,
     },
 }
 
@@ -403,6 +415,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             output::print(output, &tenant, &[], Vec::new())
         }
+        Command::ServiceAccount { action } => access::service_account(&client, action).await,
+        Command::User { action } => access::user(&client, action).await,
         Command::Get {
             what: Get::Clusters { output },
         } => {

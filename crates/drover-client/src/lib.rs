@@ -1,10 +1,11 @@
 //! A typed client for Drover's REST API, used by the `drover` CLI and the tests.
 
 use drover_model::{
-    AuditEntry, CliCredential, Cluster, ClusterChanges, ClusterEvent, ClusterSpec, CreateJoinToken,
-    CreatedJoinToken, JoinInstructions, JoinToken, KubeProxyEndpoint, LogPage, Machine,
-    MachineClass, MachineClassSpec, MachineConfigView, Page, StartUpgrade, TenantUsage, Upgrade,
-    UpgradeState,
+    AuditEntry, CliCredential, Cluster, ClusterChanges, ClusterEvent, ClusterGrant, ClusterSpec,
+    CreateJoinToken, CreateServiceAccount, CreatedJoinToken, GrantClusterRole, GrantTarget,
+    InviteUser, IssuedServiceAccountKey, JoinInstructions, JoinToken, KubeProxyEndpoint, LogPage,
+    Machine, MachineClass, MachineClassSpec, MachineConfigView, Page, Role, ServiceAccount,
+    SetRole, StartUpgrade, TenantUsage, Upgrade, UpgradeState, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -446,4 +447,138 @@ fn segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+/// Access management: service accounts, users and invitations, per-cluster grants.
+impl Client {
+    pub async fn create_service_account(
+        &self,
+        req: &CreateServiceAccount,
+    ) -> Result<IssuedServiceAccountKey> {
+        self.send(
+            self.request(Method::POST, "api/v1/serviceaccounts")
+                .json(req),
+        )
+        .await
+    }
+
+    pub async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
+        self.send(self.request(Method::GET, "api/v1/serviceaccounts"))
+            .await
+    }
+
+    pub async fn get_service_account(&self, name: &str) -> Result<ServiceAccount> {
+        self.send(self.request(
+            Method::GET,
+            &format!("api/v1/serviceaccounts/{}", segment(name)),
+        ))
+        .await
+    }
+
+    /// Revokes (deletes) a service account: all its keys are refused from now on.
+    pub async fn revoke_service_account(&self, name: &str) -> Result<ServiceAccount> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("api/v1/serviceaccounts/{}", segment(name)),
+        ))
+        .await
+    }
+
+    pub async fn create_service_account_key(&self, name: &str) -> Result<IssuedServiceAccountKey> {
+        self.send(self.request(
+            Method::POST,
+            &format!("api/v1/serviceaccounts/{}/keys", segment(name)),
+        ))
+        .await
+    }
+
+    pub async fn revoke_service_account_key(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<ServiceAccount> {
+        self.send(self.request(
+            Method::POST,
+            &format!(
+                "api/v1/serviceaccounts/{}/keys/{}/revoke",
+                segment(name),
+                segment(key)
+            ),
+        ))
+        .await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        self.send(self.request(Method::GET, "api/v1/users")).await
+    }
+
+    pub async fn set_user_role(&self, email: &str, role: Role) -> Result<User> {
+        self.send(
+            self.request(
+                Method::PUT,
+                &format!("api/v1/users/{}/role", segment(email)),
+            )
+            .json(&SetRole { role }),
+        )
+        .await
+    }
+
+    pub async fn remove_user(&self, email: &str) -> Result<User> {
+        self.send(self.request(Method::DELETE, &format!("api/v1/users/{}", segment(email))))
+            .await
+    }
+
+    pub async fn invite_user(&self, req: &InviteUser) -> Result<User> {
+        self.send(self.request(Method::POST, "api/v1/invitations").json(req))
+            .await
+    }
+
+    pub async fn list_invitations(&self) -> Result<Vec<User>> {
+        self.send(self.request(Method::GET, "api/v1/invitations"))
+            .await
+    }
+
+    pub async fn cancel_invitation(&self, email: &str) -> Result<User> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("api/v1/invitations/{}", segment(email)),
+        ))
+        .await
+    }
+
+    pub async fn grant_cluster_role(
+        &self,
+        cluster: &str,
+        req: &GrantClusterRole,
+    ) -> Result<ClusterGrant> {
+        self.send(
+            self.request(
+                Method::POST,
+                &format!("api/v1/clusters/{}/grants", segment(cluster)),
+            )
+            .json(req),
+        )
+        .await
+    }
+
+    pub async fn list_cluster_grants(&self, cluster: &str) -> Result<Vec<ClusterGrant>> {
+        self.send(self.request(
+            Method::GET,
+            &format!("api/v1/clusters/{}/grants", segment(cluster)),
+        ))
+        .await
+    }
+
+    pub async fn revoke_cluster_grant(&self, cluster: &str, to: &GrantTarget) -> Result<()> {
+        let grantee = match (&to.user, &to.service_account) {
+            (Some(email), _) => format!("users/{}", segment(email)),
+            (None, Some(name)) => format!("serviceaccounts/{}", segment(name)),
+            (None, None) => format!("users/{}", segment("")),
+        };
+        self.send_empty(self.request(
+            Method::DELETE,
+            &format!("api/v1/clusters/{}/grants/{grantee}", segment(cluster)),
+        ))
+        .await
+    }
 }

@@ -3,11 +3,12 @@
 //! - [`provision_service`]: `sidero.link.ProvisionService`, which stock Talos nodes call on the
 //!   machine API port.
 //! - [`management_routes`]: `drover.v1.MachineService`, `JoinTokenService`, `ClusterService`,
-//!   `MachineClassService` and `TenantService`, served
+//!   `MachineClassService`, `TenantService` and `AccessService`, served
 //!   on the HTTP port next to REST, authenticated with the same bearer tokens.
 //!
 //! [`status`] is the one place where service errors become gRPC statuses.
 
+mod access;
 mod clusters;
 mod management;
 mod provision;
@@ -27,6 +28,7 @@ pub fn status(err: ServiceError) -> Status {
         ServiceError::NotFound { .. } => Code::NotFound,
         ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
         ServiceError::Conflict(_) => Code::AlreadyExists,
+        ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
         ServiceError::ResourceExhausted(_) | ServiceError::QuotaExceeded { .. } => {
             Code::ResourceExhausted
         }

@@ -22,7 +22,8 @@ pub fn management_routes(drover: Drover) -> Routes {
         }))
         .add_service(crate::clusters::cluster_service(drover.clone()))
         .add_service(crate::clusters::machine_class_service(drover.clone()))
-        .add_service(crate::tenancy::tenant_service(drover))
+        .add_service(crate::tenancy::tenant_service(drover.clone()))
+        .add_service(crate::access::access_service(drover))
 }
 
 pub struct Management {

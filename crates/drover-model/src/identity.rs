@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ApiTokenId, Role, TenantId, UserId};
+use crate::{ApiTokenId, Role, ServiceAccountId, ServiceAccountKeyId, TenantId, UserId};
 
 /// The caller of `GET /api/v1/me`: who, in which tenant, with which role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -33,6 +33,13 @@ pub enum MePrincipal {
     /// An API token (`Authorization: Bearer`).
     #[serde(rename_all = "camelCase")]
     ApiToken { id: ApiTokenId, name: String },
+    /// A service account, by one of its keys (`Authorization: Bearer drs_...`).
+    #[serde(rename_all = "camelCase")]
+    ServiceAccount {
+        id: ServiceAccountId,
+        name: String,
+        key_id: ServiceAccountKeyId,
+    },
 }
 
 /// What the CLI keeps after logging in (secret: `Debug` shows no token).

@@ -165,3 +165,15 @@ mod tests {
         );
     }
 }
+
+uuid_id!(
+    /// A service account: a named, non-human principal of a tenant.
+    ServiceAccountId,
+    "service account"
+);
+
+uuid_id!(
+    /// One key (bearer secret) of a service account; the secret part is never part of the id.
+    ServiceAccountKeyId,
+    "service account key"
+);

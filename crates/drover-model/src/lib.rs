@@ -3,6 +3,7 @@
 //! The same structs are returned by the service layer, serialized by REST, mapped to gRPC
 //! messages and deserialized by the CLI, so every shell shows the same fields.
 
+mod access;
 mod audit;
 mod clusters;
 mod identity;
@@ -16,6 +17,10 @@ mod variants;
 pub mod versions;
 pub use variants::{parse_variant, variant_name};
 
+pub use access::{
+    ClusterGrant, CreateServiceAccount, GrantClusterRole, GrantTarget, InviteUser,
+    IssuedServiceAccountKey, ServiceAccount, ServiceAccountKey, SetRole, User, UserStatus,
+};
 pub use audit::AuditEntry;
 pub use clusters::{
     CONTROL_PLANE_SET, ClassSize, Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineSpec,
@@ -24,7 +29,10 @@ pub use clusters::{
     Strategy, StrategyKind,
 };
 pub use identity::{CliCredential, Me, MePrincipal};
-pub use ids::{ApiTokenId, InvalidId, JoinTokenId, MachineId, TenantId, UserId};
+pub use ids::{
+    ApiTokenId, InvalidId, JoinTokenId, MachineId, ServiceAccountId, ServiceAccountKeyId, TenantId,
+    UserId,
+};
 pub use kube_proxy::KubeProxyEndpoint;
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,

@@ -3,6 +3,7 @@
 //! Handlers only translate HTTP to service calls. Errors are RFC 9457 problem details
 //! (`application/problem+json`), produced in one place: [`problem::Problem`].
 
+mod access;
 mod audit;
 mod auth;
 mod cli_login;
@@ -34,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "identity", description = "Who is calling"),
         (name = "audit", description = "Who did what, when"),
         (name = "tenant", description = "The caller's tenant, its plan and usage"),
+        (name = "access", description = "Service accounts, users, invitations and per-cluster grants"),
     )
 )]
 struct ApiDoc;
@@ -60,6 +62,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(kube_proxy::routes())
         .merge(cli_login::api_routes())
         .merge(tenant::routes())
+        .merge(access::routes())
 }
 
 /// The OpenAPI document, generated from the routes themselves.

@@ -70,6 +70,9 @@ impl From<ServiceError> for Problem {
                     .with_field(field)
             }
             ServiceError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::FailedPrecondition(_) => {
+                Problem::new(StatusCode::CONFLICT, "failed-precondition", detail)
+            }
             ServiceError::ResourceExhausted(_) => {
                 Problem::new(StatusCode::TOO_MANY_REQUESTS, "resource-exhausted", detail)
             }

@@ -37,6 +37,7 @@ impl Principal {
         match self {
             Self::ApiToken { name, .. } => format!("token:{name}"),
             Self::User { email, .. } => format!("user:{email}"),
+            Self::ServiceAccount { name, .. } => format!("serviceaccount:{name}"),
         }
     }
 }
@@ -52,6 +53,7 @@ fn outcome<T>(result: &Result<T>) -> String {
             ServiceError::NotFound { .. } => "notFound".into(),
             ServiceError::InvalidArgument { .. } => format!("invalid: {err}"),
             ServiceError::Conflict(m) => format!("conflict: {m}"),
+            ServiceError::FailedPrecondition(m) => format!("refused: {m}"),
             ServiceError::ResourceExhausted(m) => format!("exhausted: {m}"),
             ServiceError::QuotaExceeded { .. } => format!("exhausted: {err}"),
             ServiceError::Unavailable(m) => format!("unavailable: {m}"),

@@ -1,6 +1,6 @@
 use chrono::Utc;
-use drover_model::{ApiTokenId, Role, TenantId, UserId};
-use drover_store::{api_tokens, sessions};
+use drover_model::{ApiTokenId, Role, ServiceAccountId, ServiceAccountKeyId, TenantId, UserId};
+use drover_store::{api_tokens, service_accounts, sessions};
 
 use crate::login::{session_hash, verify_csrf_token};
 use crate::secret_token::{self, TokenKind};
@@ -74,6 +74,11 @@ impl Drover {
             // A CLI login's session: a bearer credential, so no CSRF token is needed.
             return self.authenticate_session(session, None, false).await;
         }
+        if let Some(key) = secret_token::parse_id(TokenKind::ServiceAccount, text) {
+            return self
+                .authenticate_service_account(text, ServiceAccountKeyId::from_uuid(key))
+                .await;
+        }
         let invalid = || ServiceError::Unauthenticated("the API token is not valid".into());
         let id = secret_token::parse_id(TokenKind::Api, text).ok_or_else(invalid)?;
         let id = ApiTokenId::from_uuid(id);
@@ -100,6 +105,51 @@ impl Drover {
         Ok(RequestContext::new(
             tenant,
             Principal::ApiToken { id, name: row.name },
+            role,
+        ))
+    }
+
+    /// A service-account key: refused once revoked or once the account expired, from the next
+    /// request on (nothing is cached).
+    async fn authenticate_service_account(
+        &self,
+        text: &str,
+        key: ServiceAccountKeyId,
+    ) -> Result<RequestContext> {
+        let invalid =
+            || ServiceError::Unauthenticated("the service account key is not valid".into());
+        let row = service_accounts::find_key_for_auth(self.store.pool(), key.as_uuid())
+            .await?
+            .ok_or_else(invalid)?;
+        if !secret_token::verify(text, &row.secret_hash) {
+            return Err(invalid());
+        }
+        if row.revoked_at.is_some() {
+            return Err(ServiceError::Unauthenticated(format!(
+                "this key of service account {:?} has been revoked",
+                row.name
+            )));
+        }
+        if let Some(expiry) = row.expires_at.filter(|e| *e <= Utc::now()) {
+            return Err(ServiceError::Unauthenticated(format!(
+                "service account {:?} expired at {}",
+                row.name,
+                expiry.to_rfc3339()
+            )));
+        }
+        let role: Role = row
+            .role
+            .parse()
+            .map_err(|e: drover_model::UnknownRole| ServiceError::Internal(Box::new(e)))?;
+        let tenant = TenantId::from_uuid(row.tenant_id);
+        service_accounts::touch_key(self.store.pool(), tenant, key.as_uuid()).await?;
+        Ok(RequestContext::new(
+            tenant,
+            Principal::ServiceAccount {
+                id: ServiceAccountId::from_uuid(row.service_account_id),
+                name: row.name,
+                key_id: key,
+            },
             role,
         ))
     }

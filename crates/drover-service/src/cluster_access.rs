@@ -44,8 +44,8 @@ impl Drover {
         let row = clusters::get(pool, ctx.tenant(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("cluster", name))?;
-        ctx.require(Role::Reader, "reaching a cluster")?;
-        let read_only = ctx.role() < Role::Operator;
+        // Every role reads; a grant on the cluster may lift a Reader to Operator here.
+        let read_only = self.role_on_cluster(ctx, name).await? < Role::Operator;
         let mut control_planes = Vec::new();
         for member in cluster_machines::list_for_cluster(pool, ctx.tenant(), name).await? {
             if parse_role(&member.role) != MachineRole::ControlPlane

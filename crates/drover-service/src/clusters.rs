@@ -98,7 +98,8 @@ impl Drover {
         spec: ClusterSpec,
     ) -> Result<Cluster> {
         let spec = normalized(spec);
-        ctx.require(Role::Operator, "changing a cluster")?;
+        self.require_on_cluster(ctx, &spec.name, Role::Operator, "changing a cluster")
+            .await?;
         self.validate_cluster_spec(&spec)?;
         self.check_classes_exist(ctx, &spec).await?;
         let mut tx = self.store().begin().await?;
@@ -165,10 +166,15 @@ impl Drover {
         spec: ClusterSpec,
         dry_run: bool,
     ) -> Result<ClusterChanges> {
-        ctx.require(Role::Operator, "applying a cluster")?;
         let spec = normalized(spec);
-        self.validate_cluster_spec(&spec)?;
         let current = clusters::get(self.store().pool(), ctx.tenant(), &spec.name).await?;
+        if current.is_some() {
+            self.require_on_cluster(ctx, &spec.name, Role::Operator, "applying a cluster")
+                .await?;
+        } else {
+            ctx.require(Role::Operator, "creating a cluster")?;
+        }
+        self.validate_cluster_spec(&spec)?;
         let changes = drover_template::diff(current.as_ref().map(|r| &r.spec.0), &spec)
             .iter()
             .map(ToString::to_string)
@@ -242,7 +248,8 @@ impl Drover {
     }
 
     pub async fn get_cluster(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
-        ctx.require(Role::Reader, "reading a cluster")?;
+        self.require_on_cluster(ctx, name, Role::Reader, "reading a cluster")
+            .await?;
         let row = clusters::get(self.store().pool(), ctx.tenant(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("cluster", name))?;
@@ -262,7 +269,8 @@ impl Drover {
     }
 
     async fn delete_cluster_unaudited(&self, ctx: &RequestContext, name: &str) -> Result<Cluster> {
-        ctx.require(Role::Operator, "deleting a cluster")?;
+        self.require_on_cluster(ctx, name, Role::Operator, "deleting a cluster")
+            .await?;
         let row = clusters::mark_deleting(self.store().pool(), ctx.tenant(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("cluster", name))?;
@@ -278,7 +286,8 @@ impl Drover {
         cluster: &str,
         machine: &str,
     ) -> Result<MachineConfigView> {
-        ctx.require(Role::Reader, "reading a machine config")?;
+        self.require_on_cluster(ctx, cluster, Role::Reader, "reading a machine config")
+            .await?;
         let id = parse_machine_id(machine)?;
         let pool = self.store().pool();
         let row = clusters::get(pool, ctx.tenant(), cluster)

@@ -1,4 +1,4 @@
-use drover_model::{ApiTokenId, Role, TenantId, UserId};
+use drover_model::{ApiTokenId, Role, ServiceAccountId, ServiceAccountKeyId, TenantId, UserId};
 
 use crate::{Result, ServiceError};
 
@@ -23,6 +23,12 @@ pub enum Principal {
         email: String,
         name: String,
     },
+    /// A service account, authenticated by one of its keys.
+    ServiceAccount {
+        id: ServiceAccountId,
+        name: String,
+        key_id: ServiceAccountKeyId,
+    },
 }
 
 impl RequestContext {
@@ -46,7 +52,10 @@ impl RequestContext {
         self.role
     }
 
-    /// Fails unless the caller has at least `role`.
+    /// The caller's role in the tenant. On one cluster a grant may give more: cluster-scoped
+    /// operations check with [`crate::Drover::require_on_cluster`].
+    ///
+    /// Fails unless the caller has at least `role` in the tenant.
     pub fn require(&self, role: Role, action: &str) -> Result<()> {
         if self.role >= role {
             Ok(())

@@ -23,6 +23,10 @@ pub enum ServiceError {
     /// The request conflicts with what is stored.
     #[error("{0}")]
     Conflict(String),
+    /// The request is valid but the state it would leave is not allowed (e.g. removing the
+    /// tenant's last Admin).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A limit of the installation is reached.
     #[error("{0}")]
     ResourceExhausted(String),

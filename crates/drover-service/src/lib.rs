@@ -4,6 +4,7 @@
 //! these calls, pass a [`RequestContext`] from [`Drover::authenticate`], and map
 //! [`ServiceError`] to their own error format in one place.
 
+mod access;
 pub mod audit;
 mod auth;
 mod bootstrap;

@@ -574,10 +574,15 @@ impl Drover {
                 email: email.clone(),
                 name: name.clone(),
             },
+            Principal::ServiceAccount { id, name, key_id } => MePrincipal::ServiceAccount {
+                id: *id,
+                name: name.clone(),
+                key_id: *key_id,
+            },
         };
         let csrf_token = match ctx.principal() {
             Principal::User { .. } => session_secret.map(csrf_token),
-            Principal::ApiToken { .. } => None,
+            Principal::ApiToken { .. } | Principal::ServiceAccount { .. } => None,
         };
         Me {
             principal,

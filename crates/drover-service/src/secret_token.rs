@@ -1,4 +1,4 @@
-//! Bearer secrets (API tokens, join tokens): `<prefix><id as 32 hex>_<40 random alphanumerics>`.
+//! Bearer secrets (API tokens, join tokens, service-account keys): `<prefix><id as 32 hex>_<40 random alphanumerics>`.
 //!
 //! The id part locates the row; only SHA-256 of the whole text is stored, and the comparison
 //! is constant-time. The secrets carry about 238 random bits, so a fast hash is the right one.
@@ -17,6 +17,7 @@ const SECRET_LEN: usize = 40;
 pub enum TokenKind {
     Api,
     Join,
+    ServiceAccount,
 }
 
 impl TokenKind {
@@ -24,6 +25,7 @@ impl TokenKind {
         match self {
             Self::Api => "drv_",
             Self::Join => "drj_",
+            Self::ServiceAccount => "drs_",
         }
     }
 }
@@ -96,5 +98,10 @@ mod tests {
         assert!(!verify(&wrong, &t.hash));
         assert_eq!(parse_id(TokenKind::Join, &wrong), None);
         assert_eq!(parse_id(TokenKind::Join, "drj_short_x"), None);
+        let key = mint(TokenKind::ServiceAccount);
+        let key_text = reveal(&key);
+        assert!(key_text.starts_with("drs_"));
+        assert_eq!(parse_id(TokenKind::ServiceAccount, &key_text), Some(key.id));
+        assert_eq!(parse_id(TokenKind::Api, &key_text), None);
     }
 }

@@ -219,9 +219,6 @@ impl Drover {
     /// Locks the tenant row (until `tx` ends) and returns its plan's limit on `resource`. Call
     /// it in the transaction that inserts, before counting: every transaction that may cross
     /// a limit takes the same lock, so a count taken under it stays true until commit.
-    ///
-    /// For service accounts, count them under this lock and call [`Quota::admit`]:
-    /// `drover.lock_quota(&mut tx, tenant, Resource::ServiceAccounts).await?.admit(count)?`.
     pub async fn lock_quota(
         &self,
         tx: &mut sqlx::PgConnection,
@@ -265,11 +262,7 @@ impl Drover {
             Resource::Machines => usage.machines,
             Resource::Clusters => usage.clusters,
             Resource::Users => usage.users,
-            Resource::ServiceAccounts => {
-                return Err(ServiceError::Internal(
-                    "service accounts are counted by their caller: use lock_quota().admit()".into(),
-                ));
-            }
+            Resource::ServiceAccounts => usage.service_accounts,
         };
         quota.admit(used)
     }
@@ -343,8 +336,7 @@ async fn usage_of(
                 Resource::Machines => used.machines,
                 Resource::Clusters => used.clusters,
                 Resource::Users => used.users,
-                // Counted once service accounts exist.
-                Resource::ServiceAccounts => 0,
+                Resource::ServiceAccounts => used.service_accounts,
             },
             limit: limits.get(resource),
         })

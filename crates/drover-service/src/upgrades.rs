@@ -50,7 +50,8 @@ impl Drover {
         cluster: &str,
         req: StartUpgrade,
     ) -> Result<Upgrade> {
-        ctx.require(Role::Operator, "upgrading a cluster")?;
+        self.require_on_cluster(ctx, cluster, Role::Operator, "upgrading a cluster")
+            .await?;
         let (kind, kind_text) = match req.kind {
             UpgradeKind::Talos => (Kind::Talos, "talos"),
             UpgradeKind::Kubernetes => (Kind::Kubernetes, "kubernetes"),
@@ -184,7 +185,8 @@ impl Drover {
 
     /// The cluster's newest upgrade, with its per-node progress and the plan of what is left.
     pub async fn get_upgrade(&self, ctx: &RequestContext, cluster: &str) -> Result<Upgrade> {
-        ctx.require(Role::Reader, "reading a cluster's upgrade")?;
+        self.require_on_cluster(ctx, cluster, Role::Reader, "reading a cluster's upgrade")
+            .await?;
         let pool = self.store().pool();
         let row = clusters::get(pool, ctx.tenant(), cluster)
             .await?
@@ -228,7 +230,8 @@ impl Drover {
         cluster: &str,
         to: UpgradeState,
     ) -> Result<Upgrade> {
-        ctx.require(Role::Operator, "changing an upgrade")?;
+        self.require_on_cluster(ctx, cluster, Role::Operator, "changing an upgrade")
+            .await?;
         let from: &[&str] = match to {
             UpgradeState::Paused => &["running"],
             UpgradeState::Running => &["paused"],
@@ -269,7 +272,8 @@ impl Drover {
         cluster: &str,
         after: i64,
     ) -> Result<Vec<ClusterEvent>> {
-        ctx.require(Role::Reader, "reading cluster events")?;
+        self.require_on_cluster(ctx, cluster, Role::Reader, "reading cluster events")
+            .await?;
         let pool = self.store().pool();
         if clusters::get(pool, ctx.tenant(), cluster).await?.is_none() {
             return Err(ServiceError::not_found("cluster", cluster));

@@ -3,13 +3,15 @@
 //! Every function that reads or writes a tenant's rows takes that tenant's [`TenantId`], so no
 //! query can reach a row without it. The only lookups without a tenant are the ones that
 //! establish it from a credential (`api_tokens::find_by_id`, `join_tokens::find_for_provision`,
-//! `sessions::find_active`, and for a multi-tenant login `users::find_*_in_any_tenant`);
-//! the operator's `tenants::list_all` and `tenants::set_plan` are not reachable from the APIs.
+//! `sessions::find_active`, `service_accounts::find_key_for_auth`, and for a multi-tenant
+//! login `users::find_*_in_any_tenant`); the operator's `tenants::list_all` and
+//! `tenants::set_plan` are not reachable from the APIs.
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
 pub mod audit_log;
 pub mod cli_login;
+pub mod cluster_grants;
 pub mod cluster_machines;
 pub mod clusters;
 pub mod dataplane;
@@ -17,6 +19,7 @@ pub mod join_tokens;
 pub mod logs;
 pub mod machine_classes;
 pub mod machines;
+pub mod service_accounts;
 pub mod sessions;
 pub mod tenant_keys;
 pub mod tenants;
@@ -71,6 +74,10 @@ impl From<sqlx::Error> for StoreError {
                 "cluster_upgrades_one_active" => "an upgrade under way for this cluster",
                 "users_email_unique" => "a user with this e-mail address",
                 "users_subject_unique" => "a user with this identity",
+                "service_accounts_name_unique" => "a service account with this name",
+                "cluster_grants_user_unique" | "cluster_grants_service_account_unique" => {
+                    "a grant on this cluster for this grantee"
+                }
                 _ => "a row with these values",
             };
             return Self::Conflict { constraint, what };

@@ -98,10 +98,11 @@ pub async fn names_taken(e: impl PgExecutor<'_>, prefix: &str) -> Result<Vec<Str
 
 /// How many of each limited resource the tenant has: machines, clusters, users.
 pub async fn usage(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<Usage> {
-    let (machines, clusters, users): (i64, i64, i64) = sqlx::query_as(
+    let (machines, clusters, users, service_accounts): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM machines WHERE tenant_id = $1),
                 (SELECT count(*) FROM clusters WHERE tenant_id = $1),
-                (SELECT count(*) FROM users WHERE tenant_id = $1)",
+                (SELECT count(*) FROM users WHERE tenant_id = $1),
+                (SELECT count(*) FROM service_accounts WHERE tenant_id = $1)",
     )
     .bind(tenant_uuid(tenant))
     .fetch_one(e)
@@ -110,6 +111,7 @@ pub async fn usage(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<Usage> {
         machines: machines.max(0) as u64,
         clusters: clusters.max(0) as u64,
         users: users.max(0) as u64,
+        service_accounts: service_accounts.max(0) as u64,
     })
 }
 
@@ -118,4 +120,5 @@ pub struct Usage {
     pub machines: u64,
     pub clusters: u64,
     pub users: u64,
+    pub service_accounts: u64,
 }

@@ -159,6 +159,44 @@ pub async fn find_by_subject_in_any_tenant(
     .await?)
 }
 
+/// Every user of the tenant (invited ones too), by e-mail.
+pub async fn list(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<Vec<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email"
+    ))
+    .bind(tenant_uuid(tenant))
+    .fetch_all(e)
+    .await?)
+}
+
+/// Locks the tenant's Admin users (invited ones too) until the transaction ends, and returns
+/// them: what a change that may remove the last Admin decides on, so that two concurrent
+/// demotions cannot both pass.
+pub async fn lock_admins(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<Vec<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND role = 'admin' ORDER BY id FOR UPDATE"
+    ))
+    .bind(tenant_uuid(tenant))
+    .fetch_all(e)
+    .await?)
+}
+
+pub async fn set_role(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: UserId,
+    role: &str,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE users SET role = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(id.as_uuid())
+    .bind(role)
+    .fetch_optional(e)
+    .await?)
+}
+
 /// Multi-tenant login: the users with this e-mail address in any tenant (invitations not yet
 /// bound first, then the oldest). Establishes the tenant of a first login.
 pub async fn find_by_email_in_any_tenant(
@@ -171,5 +209,25 @@ pub async fn find_by_email_in_any_tenant(
     ))
     .bind(email)
     .fetch_all(e)
+    .await?)
+}
+
+/// Deletes a user; their sessions and grants go with the row. With `only_invited`, only a user
+/// who never logged in (an invitation). None if nothing matched.
+pub async fn delete(
+    e: impl PgExecutor<'_>,
+    tenant: TenantId,
+    email: &str,
+    only_invited: bool,
+) -> Result<Option<UserRow>> {
+    Ok(sqlx::query_as(&format!(
+        "DELETE FROM users WHERE tenant_id = $1 AND email = $2
+           AND (NOT $3 OR oidc_subject IS NULL)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(email)
+    .bind(only_invited)
+    .fetch_optional(e)
     .await?)
 }
