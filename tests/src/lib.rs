@@ -331,6 +331,24 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs the real `drover` CLI with the config file `config` (and no credential from the
+/// environment); its stdout, or its stderr as the error.
+pub fn drover_cli(config: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(binary("drover"))
+        .env("DROVER_CONFIG", config)
+        .env_remove("DROVER_TOKEN")
+        .env_remove("DROVER_ENDPOINT")
+        .env_remove("DROVER_CONTEXT")
+        .args(args)
+        .output()
+        .expect("drover runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 pub fn spawn_fleet(mut fleet: Fleet, cancel: CancellationToken) -> tokio::task::JoinHandle<Fleet> {
     tokio::spawn(async move {
         fleet

@@ -5,26 +5,9 @@
 
 use std::path::Path;
 
-use drover_e2e::{TestDrover, binary, ready_cluster};
+use drover_e2e::{TestDrover, drover_cli, ready_cluster};
 use drover_model::Role;
 use serde_json::Value;
-
-/// Runs the real `drover` CLI with the config file `config`; its stdout, or its stderr as error.
-fn drover_cli(config: &Path, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(binary("drover"))
-        .env("DROVER_CONFIG", config)
-        .env_remove("DROVER_TOKEN")
-        .env_remove("DROVER_ENDPOINT")
-        .env_remove("DROVER_CONTEXT")
-        .args(args)
-        .output()
-        .expect("drover runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 /// Runs the real kubectl with `kubeconfig`; its stdout, or its stderr as error.
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {

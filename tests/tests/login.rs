@@ -5,15 +5,16 @@
 use drover_e2e::oidc::{
     Browser, OidcProvider, ProviderConfig, browser_login, login_settings, submit_login_form,
 };
-use drover_e2e::{Extra, TestDrover};
+use drover_e2e::{Extra, TestDrover, drover_cli};
 use drover_model::{InviteUser, Role, UserStatus};
 use serde_json::Value;
 
 const ADMIN: &str = "ops@example.com";
 const STRANGER: &str = "eve@example.com";
+const BOB: &str = "bob@example.com";
 
-/// droverd with login through a fresh provider knowing ADMIN and STRANGER; ADMIN is an
-/// initial admin.
+/// droverd with login through a fresh provider knowing ADMIN, STRANGER and BOB; ADMIN is an
+/// initial admin, the others are strangers until invited.
 async fn start() -> (TestDrover, OidcProvider) {
     let pending = OidcProvider::listen().await;
     let drover = TestDrover::start_with(Extra {
@@ -25,7 +26,8 @@ async fn start() -> (TestDrover, OidcProvider) {
         .configure(
             &ProviderConfig::for_drover(&drover)
                 .user(ADMIN, "Olga Ops")
-                .user(STRANGER, "Eve"),
+                .user(STRANGER, "Eve")
+                .user(BOB, "Bob"),
         )
         .await;
     (drover, provider)
@@ -354,23 +356,6 @@ async fn cookie_authenticated_changes_need_the_csrf_token() {
     drover.stop().await;
 }
 
-/// Runs the real `drover` CLI with the config file `config`; (success, stdout, stderr).
-fn drover_cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(drover_e2e::binary("drover"))
-        .env("DROVER_CONFIG", config)
-        .env_remove("DROVER_TOKEN")
-        .env_remove("DROVER_ENDPOINT")
-        .env_remove("DROVER_CONTEXT")
-        .args(args)
-        .output()
-        .expect("drover runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
     use tokio::io::AsyncBufReadExt;
@@ -475,11 +460,10 @@ async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
         std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let (ok, contexts, err) = drover_cli(&config, &["config", "contexts"]);
-    assert!(ok, "{err}");
+    let contexts = drover_cli(&config, &["config", "contexts"]).unwrap();
     assert!(contexts.contains(&format!("login ({ADMIN})")), "{contexts}");
-    let (ok, _, err) = drover_cli(&config, &["jointoken", "create", "from-cli"]);
-    assert!(ok, "an Admin's CLI login may create a join token: {err}");
+    drover_cli(&config, &["jointoken", "create", "from-cli"])
+        .expect("an Admin's CLI login may create a join token");
 
     // An expired session is renewed with the refresh token, which then is used up.
     let saved: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
@@ -496,8 +480,7 @@ async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
         .as_str()
         .unwrap();
     std::fs::write(&config, text.replace(expires, "2000-01-01T00:00:00Z")).unwrap();
-    let (ok, log, err) = drover_cli(&config, &["audit-log", "--action", "cli."]);
-    assert!(ok, "{err}");
+    let log = drover_cli(&config, &["audit-log", "--action", "cli."]).unwrap();
     for action in ["cli.authorize", "cli.login", "cli.refresh"] {
         assert!(log.contains(action), "{action} missing from:\n{log}");
     }
@@ -518,7 +501,7 @@ async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
 
     // Contexts: add one with a token, switch, delete; logout forgets the login.
     let admin_token = drover.admin_token().to_owned();
-    let (ok, _, err) = drover_cli(
+    drover_cli(
         &config,
         &[
             "config",
@@ -529,18 +512,15 @@ async fn the_cli_logs_in_through_the_browser_keeps_a_context_and_refreshes() {
             "--with-token",
             &admin_token,
         ],
-    );
-    assert!(ok, "{err}");
-    let (ok, _, err) = drover_cli(&config, &["config", "use", "tokened"]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = drover_cli(&config, &["get", "machines"]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = drover_cli(&config, &["config", "use", "missing"]);
-    assert!(!ok && err.contains("no context \"missing\""), "{err}");
-    let (ok, _, err) = drover_cli(&config, &["--context", "default", "logout"]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = drover_cli(&config, &["--context", "default", "get", "machines"]);
-    assert!(!ok && err.contains("(401)"), "without the login: {err}");
+    )
+    .unwrap();
+    drover_cli(&config, &["config", "use", "tokened"]).unwrap();
+    drover_cli(&config, &["get", "machines"]).unwrap();
+    let err = drover_cli(&config, &["config", "use", "missing"]).unwrap_err();
+    assert!(err.contains("no context \"missing\""), "{err}");
+    drover_cli(&config, &["--context", "default", "logout"]).unwrap();
+    let err = drover_cli(&config, &["--context", "default", "get", "machines"]).unwrap_err();
+    assert!(err.contains("(401)"), "without the login: {err}");
     drover.stop().await;
 }
 
@@ -692,28 +672,6 @@ async fn a_first_login_past_the_plans_user_limit_is_refused() {
     drover.stop().await;
 }
 
-const BOB: &str = "bob@example.com";
-
-/// droverd with login through a provider knowing ADMIN, STRANGER and BOB; ADMIN is an initial
-/// admin, the others have to be invited.
-async fn start_with_bob() -> (TestDrover, OidcProvider) {
-    let pending = OidcProvider::listen().await;
-    let drover = TestDrover::start_with(Extra {
-        oidc: Some(login_settings(pending.issuer(), &[ADMIN])),
-        ..Extra::default()
-    })
-    .await;
-    let provider = pending
-        .configure(
-            &ProviderConfig::for_drover(&drover)
-                .user(ADMIN, "Olga Ops")
-                .user(STRANGER, "Eve")
-                .user(BOB, "Bob"),
-        )
-        .await;
-    (drover, provider)
-}
-
 fn problem_of(err: drover_client::ClientError) -> (u16, String) {
     match err {
         drover_client::ClientError::Api { problem } => (problem.status, problem.detail),
@@ -756,7 +714,7 @@ async fn whoami_at(browser: &Browser, any_url: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitation_becomes_an_active_user_with_the_invited_role_at_first_login() {
-    let (drover, _provider) = start_with_bob().await;
+    let (drover, _provider) = start().await;
     let admin = drover.client();
     let invited = admin
         .invite_user(&InviteUser {
@@ -839,7 +797,7 @@ async fn an_invitation_becomes_an_active_user_with_the_invited_role_at_first_log
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_changes_and_removals_apply_at_once_but_never_to_the_last_admin() {
-    let (drover, _provider) = start_with_bob().await;
+    let (drover, _provider) = start().await;
     let admin = drover.client();
     let olga = Browser::new();
     assert_eq!(
