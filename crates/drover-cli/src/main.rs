@@ -83,6 +83,11 @@ enum Command {
     },
     /// Forget the context's login.
     Logout,
+    /// Print a shell completion script: `source <(drover completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Write a kubeconfig that reaches the cluster through Drover's Kubernetes proxy, with
     /// this CLI as kubectl's credential plugin.
     Kubeconfig {
@@ -250,6 +255,14 @@ async fn main() {
     }
 }
 
+/// The completion script for `shell`.
+fn completion(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory as _;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "drover", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The endpoint when neither a flag, the environment nor a context names one.
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
@@ -296,6 +309,10 @@ async fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Config { action } => return config(&mut file, &path, action),
+        Command::Completion { shell } => {
+            print!("{}", completion(shell));
+            return Ok(());
+        }
         Command::KubeToken => {
             let (token, expires_at) = match (&cli.token, &chosen) {
                 (Some(token), _) => (token.clone(), None),
@@ -391,7 +408,11 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Login { .. } | Command::Logout | Command::Config { .. } | Command::KubeToken => {
+        Command::Login { .. }
+        | Command::Logout
+        | Command::Config { .. }
+        | Command::KubeToken
+        | Command::Completion { .. } => {
             unreachable!("handled before a client is made")
         }
         Command::AuditLog {
@@ -734,4 +755,23 @@ fn describe_tenant(t: &drover_model::TenantUsage) -> String {
         .collect();
     out.push_str(&output::table(&["RESOURCE", "USED", "LIMIT"], &rows));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_scripts_know_the_commands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = completion(shell);
+            for word in ["jointoken", "kubeconfig", "audit-log", "serviceaccount"] {
+                assert!(script.contains(word), "{shell}: {word} missing");
+            }
+        }
+    }
 }
