@@ -176,6 +176,9 @@ enum Get {
     Machines {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Show one machine.
     Machine {
@@ -187,12 +190,18 @@ enum Get {
     Clusters {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// List machine classes.
     #[command(name = "machineclasses")]
     MachineClasses {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
 }
 
@@ -346,15 +355,18 @@ async fn run(cli: Cli) -> Result<()> {
     let client = Client::new(&endpoint, token).context("--endpoint")?;
     match command {
         Command::Get {
-            what: Get::Machines { output },
+            what: Get::Machines { output, watch },
         } => {
-            let machines = client.all_machines().await?;
-            output::print(
-                output,
-                &machines,
-                MACHINE_HEADERS,
-                machines.iter().map(machine_row).collect(),
-            )
+            output::watch(watch, || async {
+                let machines = client.all_machines().await?;
+                output::render(
+                    output,
+                    &machines,
+                    MACHINE_HEADERS,
+                    machines.iter().map(machine_row).collect(),
+                )
+            })
+            .await
         }
         Command::Get {
             what: Get::Machine { id, output },
@@ -439,26 +451,32 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ServiceAccount { action } => access::service_account(&client, action).await,
         Command::User { action } => access::user(&client, action).await,
         Command::Get {
-            what: Get::Clusters { output },
+            what: Get::Clusters { output, watch },
         } => {
-            let list = client.list_clusters().await?;
-            output::print(
-                output,
-                &list,
-                clusters::CLUSTER_HEADERS,
-                list.iter().map(clusters::cluster_row).collect(),
-            )
+            output::watch(watch, || async {
+                let list = client.list_clusters().await?;
+                output::render(
+                    output,
+                    &list,
+                    clusters::CLUSTER_HEADERS,
+                    list.iter().map(clusters::cluster_row).collect(),
+                )
+            })
+            .await
         }
         Command::Get {
-            what: Get::MachineClasses { output },
+            what: Get::MachineClasses { output, watch },
         } => {
-            let list = client.list_machine_classes().await?;
-            output::print(
-                output,
-                &list,
-                clusters::CLASS_HEADERS,
-                list.iter().map(clusters::class_row).collect(),
-            )
+            output::watch(watch, || async {
+                let list = client.list_machine_classes().await?;
+                output::render(
+                    output,
+                    &list,
+                    clusters::CLASS_HEADERS,
+                    list.iter().map(clusters::class_row).collect(),
+                )
+            })
+            .await
         }
         Command::Cluster { action } => clusters::cluster(&client, action).await,
         Command::MachineClass { action } => clusters::machine_class(&client, action).await,

@@ -16,12 +16,48 @@ pub fn print<T: Serialize + ?Sized>(
     headers: &[&str],
     rows: Vec<Vec<String>>,
 ) -> anyhow::Result<()> {
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
-        Format::Table => print!("{}", table(headers, &rows)),
-    }
+    print!("{}", render(format, value, headers, rows)?);
     Ok(())
+}
+
+/// What [`print`] prints.
+pub fn render<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+    headers: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(value)?),
+        Format::Yaml => serde_yaml_ng::to_string(value)?,
+        Format::Table => table(headers, &rows),
+    })
+}
+
+/// Prints what `render` gives; with `watch`, renders again every two seconds and prints it
+/// again whenever it changed, until interrupted.
+pub async fn watch<F, Fut>(watch: bool, mut render: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let mut last = None;
+    loop {
+        let text = render().await?;
+        if last.as_ref() != Some(&text) {
+            if last.is_some() {
+                println!();
+            }
+            print!("{text}");
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            last = Some(text);
+        }
+        if !watch {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Left-aligned columns separated by three spaces, like kubectl.
