@@ -1,8 +1,9 @@
-//! The `drover` CLI against a live droverd: listings that keep watching.
+//! The `drover` CLI against a live droverd: listings that keep watching, manifests applied and
+//! deleted.
 
 use std::time::Duration;
 
-use drover_e2e::{TestDrover, binary, fast_retry, no_cancel};
+use drover_e2e::{TestDrover, binary, drover_cli, fast_retry, no_cancel};
 use tokio::io::AsyncBufReadExt as _;
 
 /// Reads lines until one satisfies `wanted`; every line read goes into `seen`.
@@ -62,5 +63,96 @@ async fn get_machines_watch_prints_again_when_a_machine_joins() {
     let headers = seen.iter().filter(|l| l.starts_with("ID")).count();
     assert!(headers >= 2, "the table is printed again: {seen:#?}");
     watch.kill().await.unwrap();
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_and_delete_a_manifest_of_classes_and_a_cluster() {
+    let drover = TestDrover::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    drover_cli(
+        &config,
+        &[
+            "config",
+            "add",
+            "lab",
+            "--server",
+            &drover.http_url(),
+            "--with-token",
+            drover.admin_token(),
+        ],
+    )
+    .unwrap();
+    let manifest = dir.path().join("lab.yaml");
+    let write = |selector: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "kind: MachineClass\nname: small\nselectors: [\"{selector}\"]\n---\n\
+                 kind: Cluster\nname: lab\ntalos: {{ version: v1.13.0 }}\n\
+                 kubernetes: {{ version: v1.33.1 }}\n---\n\
+                 kind: ControlPlane\nmachines: [ghost-1]\n"
+            ),
+        )
+        .unwrap();
+    };
+    let file = manifest.display().to_string();
+    write("drover.dev/cores<=4");
+    let out = drover_cli(&config, &["apply", "-f", &file]).unwrap();
+    assert!(
+        out.contains("machineclass small: created") && out.contains("cluster lab synced"),
+        "{out}"
+    );
+    let client = drover.client();
+    assert_eq!(
+        client
+            .get_cluster("lab")
+            .await
+            .unwrap()
+            .spec
+            .control_plane
+            .machines
+            .len(),
+        1
+    );
+    assert_eq!(
+        client.list_machine_classes().await.unwrap()[0].selectors,
+        ["drover.dev/cores<=4"]
+    );
+
+    // Again: nothing changes. A dry run of a change says so and changes nothing.
+    let out = drover_cli(&config, &["apply", "-f", &file]).unwrap();
+    assert!(
+        out.contains("small: unchanged") && out.contains("nothing to change"),
+        "{out}"
+    );
+    write("drover.dev/cores<=8");
+    let out = drover_cli(&config, &["apply", "-f", &file, "--dry-run"]).unwrap();
+    assert!(out.contains("small: would be updated"), "{out}");
+    assert_eq!(
+        client.list_machine_classes().await.unwrap()[0].selectors,
+        ["drover.dev/cores<=4"]
+    );
+
+    // A bad document is refused with what is wrong, and nothing is applied.
+    std::fs::write(
+        &manifest,
+        "kind: MachineClass\nname: small\nselector: [x]\n",
+    )
+    .unwrap();
+    let err = drover_cli(&config, &["apply", "-f", &file]).unwrap_err();
+    assert!(
+        err.contains("document 1 (kind: MachineClass)") && err.contains("selector"),
+        "{err}"
+    );
+
+    write("drover.dev/cores<=4");
+    let out = drover_cli(&config, &["delete", "-f", &file]).unwrap();
+    assert!(
+        out.contains("cluster lab is being deleted") && out.contains("machineclass small deleted"),
+        "{out}"
+    );
+    assert!(client.list_machine_classes().await.unwrap().is_empty());
     drover.stop().await;
 }

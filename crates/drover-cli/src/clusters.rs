@@ -375,7 +375,7 @@ async fn upgrade(client: &Client, action: UpgradeCmd) -> Result<()> {
     Ok(())
 }
 
-fn print_changes(changes: &[String], name: &str) {
+pub fn print_changes(changes: &[String], name: &str) {
     if changes.is_empty() {
         println!("cluster {name} matches the template: nothing to change");
     }
@@ -388,6 +388,11 @@ fn print_changes(changes: &[String], name: &str) {
 pub fn load(file: &Path) -> Result<ClusterSpec> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    parse_template(file, &text)
+}
+
+/// Checks the template `text` read from `file` (`file:` patches are read relative to it).
+pub fn parse_template(file: &Path, text: &str) -> Result<ClusterSpec> {
     let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
     let read = move |rel: &str| {
         std::fs::read_to_string(dir.join(rel)).map_err(|e| format!("cannot read {rel}: {e}"))
@@ -397,7 +402,7 @@ pub fn load(file: &Path) -> Result<ClusterSpec> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    match drover_template::parse_with(&text, &read, &check) {
+    match drover_template::parse_with(text, &read, &check) {
         Ok(spec) => Ok(spec),
         Err(errors) => bail!(
             "{} is not a valid cluster template:\n{errors}",

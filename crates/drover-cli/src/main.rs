@@ -1,6 +1,7 @@
 //! `drover`, the command-line client of Drover.
 
 mod access;
+mod apply;
 mod audit;
 mod clusters;
 mod contexts;
@@ -42,10 +43,23 @@ enum Command {
         #[command(subcommand)]
         what: Get,
     },
-    /// Delete resources.
+    /// Delete resources, or what a manifest file describes (`-f FILE`).
+    #[command(args_conflicts_with_subcommands = true)]
     Delete {
         #[command(subcommand)]
-        what: Delete,
+        what: Option<Delete>,
+        /// A file of MachineClass documents and a cluster template.
+        #[arg(short, long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Make the machine classes and the cluster in a file (MachineClass documents and a
+    /// cluster template, as kept in git) what it says.
+    Apply {
+        #[arg(short, long)]
+        file: std::path::PathBuf,
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a machine's kernel log.
     Logs {
@@ -378,8 +392,18 @@ async fn run(cli: Cli) -> Result<()> {
             }
             output::print(output, &m, MACHINE_HEADERS, vec![machine_row(&m)])
         }
+        Command::Apply { file, dry_run } => apply::apply(&client, &file, dry_run).await,
         Command::Delete {
-            what: Delete::Machine { id },
+            what: None,
+            file: Some(file),
+        } => apply::delete(&client, &file).await,
+        Command::Delete {
+            what: None,
+            file: None,
+        } => bail!("say what to delete: drover delete machine ID, or drover delete -f FILE"),
+        Command::Delete {
+            what: Some(Delete::Machine { id }),
+            ..
         } => {
             client.delete_machine(&id).await?;
             println!("machine {id} deleted");
