@@ -214,7 +214,10 @@ async fn talosctl_credentials_reach_the_nodes_as_the_caller_through_the_proxy() 
     let listed = &services.messages[0];
     assert_eq!(listed.metadata.as_ref().unwrap().hostname, hostname(worker));
     assert!(
-        listed.services.iter().any(|s| s.id == "apid" && s.state == "Running"),
+        listed
+            .services
+            .iter()
+            .any(|s| s.id == "apid" && s.state == "Running"),
         "{listed:?}"
     );
     let missing = version_hostname(&mut admin, Some("not-a-node"))

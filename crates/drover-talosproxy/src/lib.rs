@@ -13,13 +13,13 @@
 //!   (its Organization) follows the caller's role on the cluster now: Readers `os:reader`,
 //!   Operators and Admins `os:operator`. The node itself refuses what the role may not do.
 //! - Calls that are not reads are recorded in the audit log (`talos.<Method>`, target
-//!   `<cluster>/<node>`). What a read is, by method name: it starts with `List`, `Get`, `Read`,
-//!   `Watch`, `Version`, `Logs`, `Stats`, `Info`, `Hostname`, `Memory`, `CPU`, `Disk`,
-//!   `Mounts`, `NetworkDevice`, `LoadAvg`, `Processes`, `Containers`, `Service` + `List`,
-//!   `Etcd` + `MemberList`/`Status`, `DmesgMessages` or is `Dmesg`; anything else (Reboot,
-//!   Reset, Upgrade, ApplyConfiguration, unknown methods...) is recorded. The outcome recorded is
-//!   the status of the response's headers (a refusal comes there; a success's status comes in
-//!   trailers, recorded as `ok`).
+//!   `<cluster>/<node>`). A read, by method name ([`only_reads`]): it starts with `List`, `Get`,
+//!   `Read`, `Watch`, `Version`, `Logs`, `Stats`, `Info`, `Hostname`, `Memory`, `CPU`, `Disk`,
+//!   `Mounts`, `NetworkDevice`, `LoadAvg`, `Processes`, `Containers`, `SystemStat`, `Dmesg`, or
+//!   is `ServiceList`, `EtcdMemberList`, `EtcdStatus`, `EtcdAlarmList`; anything else (Reboot,
+//!   Reset, Upgrade, ApplyConfiguration, methods Drover does not know...) is recorded. The
+//!   outcome recorded is the status in the response's headers (a refusal comes there; a
+//!   success's status comes in the trailers and is recorded as `ok`).
 
 mod tls;
 
@@ -131,10 +131,12 @@ pub async fn serve(
     }
 }
 
+/// Upstream credentials by cluster uid and Talos role, with when they were made.
+type UpstreamCredentials = HashMap<(uuid::Uuid, &'static str), (Arc<TalosCredentials>, Instant)>;
+
 struct Proxy {
     shared: TalosProxy,
-    /// Upstream credentials by cluster uid and Talos role, with when they were made.
-    upstream: Mutex<HashMap<(uuid::Uuid, &'static str), (Arc<TalosCredentials>, Instant)>>,
+    upstream: Mutex<UpstreamCredentials>,
 }
 
 /// A gRPC answer carrying only a status.
