@@ -815,6 +815,30 @@ mod tests {
     }
 
     #[test]
+    fn talos_proxy_settings() {
+        let s = Settings::resolve(args(&[])).unwrap();
+        assert_eq!(s.talos_proxy.addr.to_string(), "0.0.0.0:8096");
+        assert_eq!(s.talos_proxy.endpoint, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("drover.toml");
+        std::fs::write(&file, "talos-proxy-endpoint = \"talos.example.com:443\"\n").unwrap();
+        let s = Settings::resolve(args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--talos-proxy-addr",
+            "127.0.0.1:9096",
+        ]))
+        .unwrap();
+        assert_eq!(s.talos_proxy.addr.to_string(), "127.0.0.1:9096");
+        assert_eq!(
+            s.talos_proxy.endpoint.as_deref(),
+            Some("talos.example.com:443")
+        );
+        let err = Settings::resolve(args(&["--talos-proxy-endpoint", "no-port"])).unwrap_err();
+        assert!(err.to_string().contains("no-port"), "{err}");
+    }
+
+    #[test]
     fn oidc_login_settings() {
         let s = Settings::resolve(args(&[])).unwrap();
         assert!(s.oidc.is_none());
