@@ -245,6 +245,10 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             url: None,
             tls: None,
         },
+        talos_proxy: droverd::settings::TalosProxySettings {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            endpoint: None,
+        },
         advertised_machine_api: None,
         wireguard_addr: extra
             .wireguard_addr

@@ -29,6 +29,8 @@ struct TenantA {
     service_account: String,
     key_id: String,
     user_email: String,
+    /// The serial of a talosconfig certificate A issued.
+    talos_serial: String,
     /// Ids, addresses and keys B cannot know: never in any successful response to B.
     secrets: Vec<String>,
     /// A's names: never in a successful read by B (B may create objects of the same names).
@@ -129,6 +131,10 @@ async fn tenant_b_sees_and_changes_nothing_of_tenant_a() {
             m.wireguard_public_key.clone(),
         ]);
     }
+    let talosconfig = alpha
+        .issue_talosconfig(&cluster.spec.name, None)
+        .await
+        .unwrap();
     let a = TenantA {
         machines: machines.iter().map(|m| m.id.to_string()).collect(),
         cluster: cluster.spec.name.clone(),
@@ -139,6 +145,7 @@ async fn tenant_b_sees_and_changes_nothing_of_tenant_a() {
         service_account: "alpha-robot".into(),
         key_id: robot.key.id.to_string(),
         user_email: "ann@alpha.example".into(),
+        talos_serial: talosconfig.serial,
         secrets,
         names: vec![
             "alpha-prod".into(),
@@ -371,6 +378,7 @@ async fn rest_calls(
                     ("account", _) => a.service_account.clone(),
                     ("key", _) => a.key_id.clone(),
                     ("email", _) => a.user_email.clone(),
+                    ("serial", _) => a.talos_serial.clone(),
                     ("id", _) => a.machines[0].clone(),
                     ("token", _) if method == reqwest::Method::GET => a.token_name.clone(),
                     ("token", _) => a.token_id.clone(),

@@ -8,6 +8,7 @@ mod contexts;
 mod kube;
 mod login;
 mod output;
+mod talos;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -115,6 +116,20 @@ enum Command {
         /// The name of the kubeconfig context [default: drover-<cluster>].
         #[arg(long)]
         context_name: Option<String>,
+    },
+    /// Write a talosconfig that reaches the cluster's nodes through Drover's Talos API proxy,
+    /// with a client certificate Drover issues for you (revocable).
+    Talosconfig {
+        cluster: String,
+        /// Merge into $TALOSCONFIG (or ~/.talos/config) and make it the current context.
+        #[arg(long, conflicts_with = "file")]
+        merge: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        file: Option<std::path::PathBuf>,
+        /// How long the certificate is valid, e.g. 8h (the server's default), 30m.
+        #[arg(long)]
+        ttl: Option<String>,
     },
     /// Print an ExecCredential for kubectl (the credential plugin of `drover kubeconfig`).
     #[command(name = "kube-token")]
@@ -441,6 +456,35 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("kubeconfig for {cluster} written to {}", out.display());
             } else {
                 print!("{}", serde_yaml_ng::to_string(&config)?);
+            }
+            Ok(())
+        }
+        Command::Talosconfig {
+            cluster,
+            merge,
+            file: out,
+            ttl,
+        } => {
+            let issued = client.issue_talosconfig(&cluster, ttl.as_deref()).await?;
+            let expires = issued.expires_at.to_rfc3339();
+            if merge {
+                let target = talos::default_path()?;
+                talos::merge_into(&target, &issued.talosconfig)?;
+                println!(
+                    "context {:?} added to {} and made current (certificate {}, valid until {expires})",
+                    issued.context,
+                    target.display(),
+                    issued.serial
+                );
+            } else if let Some(out) = out {
+                kube::write_private(&out, &issued.talosconfig)?;
+                println!(
+                    "talosconfig for {cluster} written to {} (certificate {}, valid until {expires})",
+                    out.display(),
+                    issued.serial
+                );
+            } else {
+                print!("{}", issued.talosconfig);
             }
             Ok(())
         }

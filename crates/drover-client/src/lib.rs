@@ -386,6 +386,23 @@ impl Client {
         .await
     }
 
+    /// Issues a talosconfig for the caller and `cluster` (a client certificate of the Talos API
+    /// proxy), valid for `ttl` (e.g. `8h`; None = the server's default).
+    pub async fn issue_talosconfig(
+        &self,
+        cluster: &str,
+        ttl: Option<&str>,
+    ) -> Result<drover_model::IssuedTalosconfig> {
+        let mut request = self.request(
+            Method::POST,
+            &format!("api/v1/clusters/{}/talosconfig", segment(cluster)),
+        );
+        if let Some(ttl) = ttl {
+            request = request.query(&[("ttl", ttl)]);
+        }
+        self.send(request).await
+    }
+
     /// The audit log after entry `after`, oldest first, filtered as `filter` says.
     pub async fn audit_log(&self, after: i64, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let mut query: Vec<(&str, String)> = vec![("after", after.to_string())];

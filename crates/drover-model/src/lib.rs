@@ -11,6 +11,7 @@ mod ids;
 mod kube_proxy;
 pub mod labels;
 mod resources;
+mod talos_proxy;
 mod tenancy;
 mod upgrades;
 mod variants;
@@ -38,6 +39,7 @@ pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
     LogPage, Machine, MachineFacts, Page, UnmetCondition,
 };
+pub use talos_proxy::{IssuedTalosconfig, RevokedTalosCerts};
 pub use tenancy::{PlanLimits, Resource, TenantUsage, UsageItem};
 
 pub use labels::{LabelSelector, SelectorError};

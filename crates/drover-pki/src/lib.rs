@@ -309,6 +309,51 @@ pub fn server_cert(
     )
 }
 
+/// A client certificate signed by one of Drover's service CAs (e.g. the Talos API proxy's):
+/// key type the CA's, Subject CN = `common_name`, O = `organization`, ExtKeyUsage exactly
+/// ClientAuth, a random serial (see [`serial_hex`]), valid from `now` minus
+/// [`CLIENT_CERT_BACKDATE`] for `valid_for`.
+pub fn service_client_cert(
+    ca: &CertAndKey,
+    common_name: &str,
+    organization: &str,
+    valid_for: Duration,
+    now: DateTime<Utc>,
+) -> Result<CertAndKey, PkiError> {
+    issue_leaf(
+        ca,
+        &Leaf {
+            common_name,
+            organizations: &[organization],
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
+            dns_names: &[],
+            ip_addresses: &[],
+            valid_for,
+            now,
+        },
+    )
+}
+
+/// The serial number of a DER certificate, in lower-case hex without leading zero bytes: how
+/// Drover names the certificates it issues.
+pub fn serial_hex_der(der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| PkiError::InvalidArgument(format!("not a certificate: {e}")))?;
+    Ok(hex_of(cert.raw_serial()))
+}
+
+/// The serial number of a PEM certificate (see [`serial_hex_der`]).
+pub fn serial_hex(cert_pem: &str) -> Result<String, PkiError> {
+    let block = pem::parse(cert_pem)
+        .map_err(|e| PkiError::InvalidArgument(format!("not a PEM certificate: {e}")))?;
+    serial_hex_der(block.contents())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes[start..].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What [`issue_leaf`] puts in a certificate.
 struct Leaf<'a> {
     common_name: &'a str,

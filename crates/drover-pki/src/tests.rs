@@ -545,3 +545,50 @@ fn server_cert_has_the_names_and_server_auth_only() {
         Err(PkiError::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn service_client_certs_carry_the_name_organization_and_a_readable_serial() {
+    let ca = generate_service_ca("test proxy CA", Utc::now()).unwrap();
+    let issued = service_client_cert(
+        &ca,
+        "user:ops@example.com",
+        "tenant-1",
+        Duration::from_secs(3600),
+        Utc::now(),
+    )
+    .unwrap();
+    let block = pem::parse(&issued.cert_pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(block.contents()).unwrap();
+    let subject = cert.subject();
+    assert_eq!(
+        subject.iter_common_name().next().unwrap().as_str().unwrap(),
+        "user:ops@example.com"
+    );
+    assert_eq!(
+        subject
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "tenant-1"
+    );
+    let serial = serial_hex(&issued.cert_pem).unwrap();
+    assert_eq!(serial, serial_hex_der(block.contents()).unwrap());
+    assert!(!serial.is_empty() && serial.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(!serial.starts_with("00"), "no leading zero bytes: {serial}");
+    let other = service_client_cert(
+        &ca,
+        "user:ops@example.com",
+        "tenant-1",
+        Duration::from_secs(60),
+        Utc::now(),
+    )
+    .unwrap();
+    assert_ne!(
+        serial,
+        serial_hex(&other.cert_pem).unwrap(),
+        "serials are random"
+    );
+    assert!(serial_hex("not a certificate").is_err());
+}

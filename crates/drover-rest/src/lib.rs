@@ -13,6 +13,7 @@ mod kube_proxy;
 mod login;
 mod machines;
 pub mod problem;
+mod talos_proxy;
 mod tenant;
 
 use axum::Router;
@@ -60,6 +61,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(login::api_routes())
         .merge(audit::routes())
         .merge(kube_proxy::routes())
+        .merge(talos_proxy::routes())
         .merge(cli_login::api_routes())
         .merge(tenant::routes())
         .merge(access::routes())

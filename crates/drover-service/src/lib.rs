@@ -20,6 +20,7 @@ mod machines;
 mod provision;
 pub mod secret_token;
 pub mod secrets;
+pub mod talos_access;
 pub mod tenancy;
 pub mod upgrades;
 
@@ -63,6 +64,8 @@ pub struct ServiceConfig {
     pub keyring: secrets::Keyring,
     /// The Kubernetes proxy, when it runs.
     pub kube_proxy: Option<cluster_access::KubeProxyInfo>,
+    /// The Talos API proxy, when it runs.
+    pub talos_proxy: Option<talos_access::TalosProxyInfo>,
 }
 
 impl ServiceConfig {

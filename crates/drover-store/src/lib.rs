@@ -3,7 +3,7 @@
 //! Every function that reads or writes a tenant's rows takes that tenant's [`TenantId`], so no
 //! query can reach a row without it. The only lookups without a tenant are the ones that
 //! establish it from a credential (`api_tokens::find_by_id`, `join_tokens::find_for_provision`,
-//! `sessions::find_active`, `service_accounts::find_key_for_auth`, and for a multi-tenant
+//! `sessions::find_active`, `service_accounts::find_key_for_auth`, `talos_client_certs::find_for_auth`, and for a multi-tenant
 //! login `users::find_*_in_any_tenant`); the operator's `tenants::list_all` and
 //! `tenants::set_plan` are not reachable from the APIs.
 //! Functions take any executor, so a caller can put several into one transaction.
@@ -21,6 +21,7 @@ pub mod machine_classes;
 pub mod machines;
 pub mod service_accounts;
 pub mod sessions;
+pub mod talos_client_certs;
 pub mod tenant_keys;
 pub mod tenants;
 pub mod upgrades;

@@ -30,6 +30,7 @@ pub struct Server {
     http_addr: SocketAddr,
     machine_api_addr: SocketAddr,
     kube_proxy_addr: SocketAddr,
+    talos_proxy_addr: SocketAddr,
     machine_api_url: JoinUrl,
     initial_admin_token: Option<String>,
     data_dir: PathBuf,
@@ -104,6 +105,17 @@ impl Server {
         let kube_proxy_addr = kube_proxy_listener.local_addr()?;
         let (kube_proxy_tls, kube_proxy_url) =
             kube_proxy_tls(&settings, kube_proxy_addr).context("Kubernetes proxy TLS")?;
+        let talos_proxy_listener = TcpListener::bind(settings.talos_proxy.addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on the Talos API proxy address {}",
+                    settings.talos_proxy.addr
+                )
+            })?;
+        let talos_proxy_addr = talos_proxy_listener.local_addr()?;
+        let (talos_proxy_tls, talos_proxy_endpoint) =
+            talos_proxy_tls(&settings, talos_proxy_addr).context("Talos API proxy TLS")?;
         let http_addr = http_listener.local_addr()?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
@@ -136,6 +148,10 @@ impl Server {
                 kube_proxy: Some(drover_service::cluster_access::KubeProxyInfo {
                     url: kube_proxy_url,
                     ca_pem: kube_proxy_tls.ca_pem.clone(),
+                }),
+                talos_proxy: Some(drover_service::talos_access::TalosProxyInfo {
+                    endpoint: talos_proxy_endpoint,
+                    ca: talos_proxy_tls.ca.clone(),
                 }),
             },
         )
@@ -223,6 +239,16 @@ impl Server {
             },
             cancel.clone(),
         ));
+        tasks.spawn(drover_talosproxy::serve(
+            talos_proxy_listener,
+            talos_proxy_tls.server.clone(),
+            drover_talosproxy::TalosProxy {
+                drover: drover.clone(),
+                machine_api: dataplane.machine_api().clone(),
+                keyring: keyring.clone(),
+            },
+            cancel.clone(),
+        ));
         let machine_router = machine_api
             .add_service(drover_grpc::provision_service(drover.clone()))
             .add_service(dataplane.grpc_carrier().into_service());
@@ -259,6 +285,7 @@ impl Server {
             http_addr,
             machine_api_addr,
             kube_proxy_addr,
+            talos_proxy_addr,
             machine_api_url,
             initial_admin_token: bootstrap.initial_admin_token,
             data_dir: settings.data_dir,
@@ -281,6 +308,11 @@ impl Server {
     /// Where the Kubernetes proxy listens.
     pub fn kube_proxy_addr(&self) -> SocketAddr {
         self.kube_proxy_addr
+    }
+
+    /// Where the Talos API proxy listens.
+    pub fn talos_proxy_addr(&self) -> SocketAddr {
+        self.talos_proxy_addr
     }
 
     /// The machine API URL nodes are told to use, without a token.
@@ -447,4 +479,40 @@ fn kube_proxy_tls(
         }
     };
     Ok((tls, url))
+}
+
+/// The Talos API proxy's TLS (its CA in `<data-dir>/talos-proxy`, a serving certificate for the
+/// names clients may use) and its endpoint (`host:port`) for talosconfigs.
+fn talos_proxy_tls(
+    settings: &Settings,
+    bound: SocketAddr,
+) -> Result<(drover_talosproxy::ProxyTls, String)> {
+    use std::net::{IpAddr, Ipv6Addr};
+    let endpoint = match &settings.talos_proxy.endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => {
+            let ip = if bound.ip().is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                bound.ip()
+            };
+            SocketAddr::new(ip, bound.port()).to_string()
+        }
+    };
+    let mut names = vec!["localhost".to_owned()];
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
+    if let Some((host, _)) = endpoint.rsplit_once(':') {
+        let host = host.trim_matches(['[', ']']);
+        match host.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => names.push(host.to_owned()),
+        }
+    }
+    if !bound.ip().is_unspecified() {
+        ips.push(bound.ip());
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let tls =
+        drover_talosproxy::ProxyTls::new(&settings.data_dir.join("talos-proxy"), &names, &ips)?;
+    Ok((tls, endpoint))
 }

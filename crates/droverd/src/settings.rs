@@ -82,6 +82,15 @@ pub struct Args {
     )]
     pub kube_proxy_tls_key: Option<PathBuf>,
 
+    /// Where the Talos API proxy listens (gRPC over TLS). [default: 0.0.0.0:8096]
+    #[arg(long, env = "DROVER_TALOS_PROXY_ADDR", value_name = "ADDR")]
+    pub talos_proxy_addr: Option<SocketAddr>,
+
+    /// The Talos API proxy's `host:port` as clients reach it, put into talosconfigs. [default:
+    /// the Talos API proxy address, with 127.0.0.1 for an unspecified address]
+    #[arg(long, env = "DROVER_TALOS_PROXY_ENDPOINT", value_name = "HOST:PORT")]
+    pub talos_proxy_endpoint: Option<String>,
+
     /// The machine API URL nodes are told to use (put into `siderolink.api=`), e.g.
     /// `grpc://203.0.113.7:8090` or `https://drover.example.com`. [default: the machine API
     /// address, with 127.0.0.1 for an unspecified address]
@@ -261,6 +270,8 @@ struct FileSettings {
     kube_proxy_url: Option<String>,
     kube_proxy_tls_cert: Option<PathBuf>,
     kube_proxy_tls_key: Option<PathBuf>,
+    talos_proxy_addr: Option<SocketAddr>,
+    talos_proxy_endpoint: Option<String>,
     advertised_machine_api: Option<String>,
     wireguard_addr: Option<SocketAddr>,
     advertised_wireguard_endpoints: Option<Vec<String>>,
@@ -306,6 +317,8 @@ pub struct Settings {
     pub machine_api_tls: Option<TlsFiles>,
     /// The Kubernetes proxy: where it listens, its URL for clients, the operator's TLS files.
     pub kube_proxy: KubeProxySettings,
+    /// The Talos API proxy: where it listens and how clients reach it.
+    pub talos_proxy: TalosProxySettings,
     /// None = derive from the bound machine API address at start.
     pub advertised_machine_api: Option<JoinUrl>,
     pub wireguard_addr: SocketAddr,
@@ -392,6 +405,13 @@ pub struct KubeProxySettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct TalosProxySettings {
+    pub addr: SocketAddr,
+    /// `host:port` for talosconfigs; None = the bound address (127.0.0.1 if unspecified).
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -428,6 +448,8 @@ pub enum SettingsError {
     TlsPair,
     #[error("kube-proxy-url: {0:?} is not an https:// URL")]
     KubeProxyUrl(String),
+    #[error("talos-proxy-endpoint: {0:?} is not host:port")]
+    TalosProxyEndpoint(String),
     #[error("{0} needs oidc-issuer (browser login through OpenID Connect)")]
     OidcWithoutIssuer(&'static str),
     #[error("oidc-client-id must be set with oidc-issuer")]
@@ -488,6 +510,24 @@ impl Settings {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 (None, None) => None,
                 _ => return Err(SettingsError::TlsPair),
+            },
+        };
+        let talos_proxy = TalosProxySettings {
+            addr: args
+                .talos_proxy_addr
+                .or(file.talos_proxy_addr)
+                .unwrap_or_else(|| "0.0.0.0:8096".parse().expect("valid")),
+            endpoint: match args.talos_proxy_endpoint.or(file.talos_proxy_endpoint) {
+                Some(text) => {
+                    let port_ok = text
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if !port_ok {
+                        return Err(SettingsError::TalosProxyEndpoint(text));
+                    }
+                    Some(text)
+                }
+                None => None,
             },
         };
         let advertised_machine_api =
@@ -553,6 +593,7 @@ impl Settings {
                 .unwrap_or_else(|| "0.0.0.0:8090".parse().expect("valid")),
             machine_api_tls: tls,
             kube_proxy,
+            talos_proxy,
             advertised_machine_api,
             wireguard_addr: args
                 .wireguard_addr
@@ -771,6 +812,30 @@ mod tests {
         let err =
             Settings::resolve(args(&["--advertised-wireguard-endpoints", "nohost"])).unwrap_err();
         assert!(matches!(err, SettingsError::Endpoint(_)));
+    }
+
+    #[test]
+    fn talos_proxy_settings() {
+        let s = Settings::resolve(args(&[])).unwrap();
+        assert_eq!(s.talos_proxy.addr.to_string(), "0.0.0.0:8096");
+        assert_eq!(s.talos_proxy.endpoint, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("drover.toml");
+        std::fs::write(&file, "talos-proxy-endpoint = \"talos.example.com:443\"\n").unwrap();
+        let s = Settings::resolve(args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--talos-proxy-addr",
+            "127.0.0.1:9096",
+        ]))
+        .unwrap();
+        assert_eq!(s.talos_proxy.addr.to_string(), "127.0.0.1:9096");
+        assert_eq!(
+            s.talos_proxy.endpoint.as_deref(),
+            Some("talos.example.com:443")
+        );
+        let err = Settings::resolve(args(&["--talos-proxy-endpoint", "no-port"])).unwrap_err();
+        assert!(err.to_string().contains("no-port"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,157 @@
+//! The proxy's CA (kept in `<data-dir>/talos-proxy/`, made at first start): it signs the
+//! proxy's serving certificate and the client certificates of the talosconfigs Drover issues,
+//! and the proxy accepts only clients whose certificate it signed.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_pki::CertAndKey;
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use secrecy::ExposeSecret;
+
+/// How long the serving certificate is valid (it is made anew at every start).
+const SERVING_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate: {0}")]
+    Pki(#[from] drover_pki::PkiError),
+    #[error("PEM: {0}")]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client certificate verification: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// The proxy's TLS setup and its CA.
+pub struct ProxyTls {
+    pub server: Arc<ServerConfig>,
+    /// The CA (with its key, to sign client certificates).
+    pub ca: CertAndKey,
+}
+
+impl std::fmt::Debug for ProxyTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyTls").finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::File {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = |source| TlsError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(file)?;
+    f.write_all(text.as_bytes()).map_err(file)
+}
+
+impl ProxyTls {
+    /// With the CA in `dir` (created on first use), a serving certificate for `dns_names` and
+    /// `ips`; clients must present a certificate the CA signed.
+    pub fn new(dir: &Path, dns_names: &[&str], ips: &[IpAddr]) -> Result<Self, TlsError> {
+        let (ca_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+        if !ca_path.exists() {
+            std::fs::create_dir_all(dir).map_err(|source| TlsError::File {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let ca = drover_pki::generate_service_ca("drover talos proxy CA", chrono::Utc::now())?;
+            write_private(&key_path, ca.key_pem.expose_secret())?;
+            std::fs::write(&ca_path, &ca.cert_pem).map_err(|source| TlsError::File {
+                path: ca_path.clone(),
+                source,
+            })?;
+        }
+        let ca = CertAndKey {
+            cert_pem: read(&ca_path)?,
+            key_pem: read(&key_path)?.into(),
+        };
+        let serving = drover_pki::server_cert(
+            &ca,
+            "drover-talos-proxy",
+            dns_names,
+            ips,
+            SERVING_CERT_VALIDITY,
+        )?;
+        let server = server_config(
+            &ca.cert_pem,
+            &format!("{}{}", serving.cert_pem, ca.cert_pem),
+            serving.key_pem.expose_secret(),
+        )?;
+        Ok(Self { server, ca })
+    }
+}
+
+fn server_config(
+    ca_pem: &str,
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let chain =
+        CertificateDer::pem_slice_iter(chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    // gRPC: HTTP/2 only.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_made_once_and_its_key_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let first = ProxyTls::new(dir.path(), &["localhost"], &[]).unwrap();
+        let again =
+            ProxyTls::new(dir.path(), &["localhost"], &["127.0.0.1".parse().unwrap()]).unwrap();
+        assert_eq!(
+            first.ca.cert_pem, again.ca.cert_pem,
+            "the CA survives restarts"
+        );
+        let mode = std::fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(first.server.alpn_protocols, vec![b"h2".to_vec()]);
+    }
+}
