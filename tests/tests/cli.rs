@@ -156,3 +156,135 @@ async fn apply_and_delete_a_manifest_of_classes_and_a_cluster() {
     assert!(client.list_machine_classes().await.unwrap().is_empty());
     drover.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_users_and_grants_through_the_cli() {
+    let drover = TestDrover::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let url = drover.http_url();
+    drover_cli(
+        &config,
+        &[
+            "config",
+            "add",
+            "admin",
+            "--server",
+            &url,
+            "--with-token",
+            drover.admin_token(),
+        ],
+    )
+    .unwrap();
+    let spec = drover_e2e::cluster_spec(
+        "lab",
+        "1.13.0",
+        "1.33.1",
+        &["ghost-1".into()],
+        &["ghost-2".into()],
+    );
+    drover.client().create_cluster(&spec).await.unwrap();
+
+    // A service account: its key is shown once, and works as a token of its own context.
+    let created: serde_json::Value = serde_json::from_str(
+        &drover_cli(
+            &config,
+            &[
+                "serviceaccount",
+                "create",
+                "ci",
+                "--role",
+                "reader",
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let key = created["secret"]
+        .as_str()
+        .expect("the key, once")
+        .to_owned();
+    let listed = drover_cli(&config, &["serviceaccount", "list"]).unwrap();
+    assert!(listed.contains("ci") && !listed.contains(&key), "{listed}");
+    drover_cli(
+        &config,
+        &[
+            "config",
+            "add",
+            "ci",
+            "--server",
+            &url,
+            "--with-token",
+            &key,
+        ],
+    )
+    .unwrap();
+    let as_ci = ["--context", "ci"];
+    drover_cli(&config, &[&as_ci[..], &["get", "clusters"]].concat()).unwrap();
+    let refused = drover_cli(
+        &config,
+        &[&as_ci[..], &["cluster", "delete", "lab"]].concat(),
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("operator"),
+        "a Reader may not delete: {refused}"
+    );
+
+    // A grant lifts it to Operator on that cluster only; revoking takes it back.
+    drover_cli(
+        &config,
+        &[
+            "cluster",
+            "grant",
+            "lab",
+            "--service-account",
+            "ci",
+            "--role",
+            "operator",
+        ],
+    )
+    .unwrap();
+    let grants = drover_cli(&config, &["cluster", "grants", "lab", "-o", "json"]).unwrap();
+    assert!(grants.contains("\"serviceAccount\": \"ci\""), "{grants}");
+    drover_cli(
+        &config,
+        &["cluster", "revoke", "lab", "--service-account", "ci"],
+    )
+    .unwrap();
+    assert!(
+        drover_cli(&config, &["cluster", "grants", "lab"])
+            .unwrap()
+            .lines()
+            .count()
+            <= 1
+    );
+
+    // Invitations and users.
+    drover_cli(
+        &config,
+        &["user", "invite", "ann@example.com", "--role", "operator"],
+    )
+    .unwrap();
+    let invitations = drover_cli(&config, &["user", "invitations"]).unwrap();
+    assert!(invitations.contains("ann@example.com"), "{invitations}");
+    let users = drover_cli(&config, &["user", "list", "-o", "yaml"]).unwrap();
+    assert!(
+        users.contains("ann@example.com") && users.contains("operator"),
+        "{users}"
+    );
+    drover_cli(&config, &["user", "cancel-invitation", "ann@example.com"]).unwrap();
+    assert!(
+        !drover_cli(&config, &["user", "list"])
+            .unwrap()
+            .contains("ann@example.com")
+    );
+
+    // Revoked: the key stops working at once.
+    drover_cli(&config, &["serviceaccount", "revoke", "ci"]).unwrap();
+    let err = drover_cli(&config, &[&as_ci[..], &["get", "clusters"]].concat()).unwrap_err();
+    assert!(err.contains("(401)"), "{err}");
+    drover.stop().await;
+}

@@ -35,6 +35,9 @@ pub enum ServiceAccountCmd {
     List {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Revoke a service account: it and all its keys are refused from the next request on.
     Revoke { name: String },
@@ -63,6 +66,9 @@ pub enum UserCmd {
     List {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Invite a person by e-mail; they become a user with this role at their first login.
     Invite {
@@ -82,6 +88,9 @@ pub enum UserCmd {
     Invitations {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Cancel a pending invitation.
     CancelInvitation { email: String },
@@ -124,6 +133,9 @@ pub enum GrantCmd {
         cluster: String,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Revoke a grant on a cluster.
     Revoke {
@@ -219,14 +231,17 @@ pub async fn service_account(client: &Client, action: ServiceAccountCmd) -> Resu
                 .await?;
             print_issued(output, &issued)
         }
-        ServiceAccountCmd::List { output } => {
-            let list = client.list_service_accounts().await?;
-            output::print(
-                output,
-                &list,
-                ACCOUNT_HEADERS,
-                list.iter().flat_map(account_rows).collect(),
-            )
+        ServiceAccountCmd::List { output, watch } => {
+            output::watch(watch, || async {
+                let list = client.list_service_accounts().await?;
+                output::render(
+                    output,
+                    &list,
+                    ACCOUNT_HEADERS,
+                    list.iter().flat_map(account_rows).collect(),
+                )
+            })
+            .await
         }
         ServiceAccountCmd::Revoke { name } => {
             client.revoke_service_account(&name).await?;
@@ -263,23 +278,29 @@ fn user_row(u: &User) -> Vec<String> {
 
 pub async fn user(client: &Client, action: UserCmd) -> Result<()> {
     match action {
-        UserCmd::List { output } => {
-            let list = client.list_users().await?;
-            output::print(
-                output,
-                &list,
-                USER_HEADERS,
-                list.iter().map(user_row).collect(),
-            )
+        UserCmd::List { output, watch } => {
+            output::watch(watch, || async {
+                let list = client.list_users().await?;
+                output::render(
+                    output,
+                    &list,
+                    USER_HEADERS,
+                    list.iter().map(user_row).collect(),
+                )
+            })
+            .await
         }
-        UserCmd::Invitations { output } => {
-            let list = client.list_invitations().await?;
-            output::print(
-                output,
-                &list,
-                USER_HEADERS,
-                list.iter().map(user_row).collect(),
-            )
+        UserCmd::Invitations { output, watch } => {
+            output::watch(watch, || async {
+                let list = client.list_invitations().await?;
+                output::render(
+                    output,
+                    &list,
+                    USER_HEADERS,
+                    list.iter().map(user_row).collect(),
+                )
+            })
+            .await
         }
         UserCmd::Invite { email, role } => {
             let u = client.invite_user(&InviteUser { email, role }).await?;
@@ -338,14 +359,21 @@ pub async fn grant(client: &Client, action: GrantCmd) -> Result<()> {
             println!("{who} is {} on cluster {}", g.role, g.cluster);
             Ok(())
         }
-        GrantCmd::Grants { cluster, output } => {
-            let list = client.list_cluster_grants(&cluster).await?;
-            output::print(
-                output,
-                &list,
-                GRANT_HEADERS,
-                list.iter().map(grant_row).collect(),
-            )
+        GrantCmd::Grants {
+            cluster,
+            output,
+            watch,
+        } => {
+            output::watch(watch, || async {
+                let list = client.list_cluster_grants(&cluster).await?;
+                output::render(
+                    output,
+                    &list,
+                    GRANT_HEADERS,
+                    list.iter().map(grant_row).collect(),
+                )
+            })
+            .await
         }
         GrantCmd::Revoke { cluster, to } => {
             let to = to.target();

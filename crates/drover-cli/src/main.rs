@@ -262,6 +262,9 @@ enum JoinTokenCmd {
     List {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Keep listing, printing again whenever something changed.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Revoke a join token by name or id: nodes presenting it are refused.
     Revoke {
@@ -787,14 +790,17 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             );
             Ok(())
         }
-        JoinTokenCmd::List { output } => {
-            let tokens = client.list_join_tokens().await?;
-            output::print(
-                output,
-                &tokens,
-                TOKEN_HEADERS,
-                tokens.iter().map(token_row).collect(),
-            )
+        JoinTokenCmd::List { output, watch } => {
+            output::watch(watch, || async {
+                let tokens = client.list_join_tokens().await?;
+                output::render(
+                    output,
+                    &tokens,
+                    TOKEN_HEADERS,
+                    tokens.iter().map(token_row).collect(),
+                )
+            })
+            .await
         }
         JoinTokenCmd::Revoke { join_token } => {
             let t = client.revoke_join_token(&join_token).await?;
