@@ -285,6 +285,6 @@ async fn service_accounts_users_and_grants_through_the_cli() {
     // Revoked: the key stops working at once.
     drover_cli(&config, &["serviceaccount", "revoke", "ci"]).unwrap();
     let err = drover_cli(&config, &[&as_ci[..], &["get", "clusters"]].concat()).unwrap_err();
-    assert!(err.contains("(401)"), "{err}");
+    assert!(err.contains("(401)") && err.contains("hint: log in"), "{err}");
     drover.stop().await;
 }

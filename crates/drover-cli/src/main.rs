@@ -292,7 +292,27 @@ async fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli).await {
         eprintln!("error: {err:#}");
+        if let Some(hint) = hint(&err) {
+            eprintln!("hint: {hint}");
+        }
         std::process::exit(1);
+    }
+}
+
+/// What to try next after `err`, when there is something obvious.
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    use drover_client::ClientError;
+    match err.downcast_ref::<ClientError>()? {
+        ClientError::Transport { .. } => Some(
+            "is droverd running there? Pass --endpoint URL, or pick a context: drover config contexts",
+        ),
+        ClientError::Api { problem } if problem.status == 401 => Some(
+            "log in with `drover login`, or pass an API or service-account token with --token / DROVER_TOKEN",
+        ),
+        ClientError::Api { problem } if problem.status == 403 => Some(
+            "your role does not allow this; an Admin can change it (drover user set-role) or grant a role on the cluster (drover cluster grant)",
+        ),
+        _ => None,
     }
 }
 
@@ -865,5 +885,23 @@ mod tests {
                 assert!(script.contains(word), "{shell}: {word} missing");
             }
         }
+    }
+
+    #[test]
+    fn failures_come_with_a_hint_where_one_helps() {
+        let problem = |status| {
+            anyhow::Error::from(drover_client::ClientError::Api {
+                problem: drover_client::Problem {
+                    status,
+                    title: String::new(),
+                    detail: String::new(),
+                    field: None,
+                },
+            })
+        };
+        assert!(hint(&problem(401)).unwrap().contains("drover login"));
+        assert!(hint(&problem(403)).unwrap().contains("grant"));
+        assert_eq!(hint(&problem(404)), None);
+        assert_eq!(hint(&anyhow::anyhow!("other")), None);
     }
 }
