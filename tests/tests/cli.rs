@@ -121,6 +121,19 @@ async fn apply_and_delete_a_manifest_of_classes_and_a_cluster() {
         ["drover.dev/cores<=4"]
     );
 
+    let class = drover_cli(&config, &["describe", "machineclass", "small"]).unwrap();
+    assert!(
+        class.contains("Selectors:") && class.contains("drover.dev/cores<=4"),
+        "{class}"
+    );
+    let cluster = drover_cli(&config, &["describe", "cluster", "lab"]).unwrap();
+    assert!(cluster.contains("lab"), "{cluster}");
+    let missing = drover_cli(&config, &["describe", "jointoken", "nope"]).unwrap_err();
+    assert!(
+        missing.contains("join token \"nope\" not found"),
+        "{missing}"
+    );
+
     // Again: nothing changes. A dry run of a change says so and changes nothing.
     let out = drover_cli(&config, &["apply", "-f", &file]).unwrap();
     assert!(
@@ -285,6 +298,9 @@ async fn service_accounts_users_and_grants_through_the_cli() {
     // Revoked: the key stops working at once.
     drover_cli(&config, &["serviceaccount", "revoke", "ci"]).unwrap();
     let err = drover_cli(&config, &[&as_ci[..], &["get", "clusters"]].concat()).unwrap_err();
-    assert!(err.contains("(401)") && err.contains("hint: log in"), "{err}");
+    assert!(
+        err.contains("(401)") && err.contains("hint: log in"),
+        "{err}"
+    );
     drover.stop().await;
 }

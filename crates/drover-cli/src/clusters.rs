@@ -273,7 +273,7 @@ async fn template(client: &Client, action: TemplateCmd) -> Result<()> {
 }
 
 /// An upgrade's state, per-node progress and, while it runs, the plan of what is left.
-fn describe_upgrade(u: &drover_model::Upgrade) -> String {
+pub fn describe_upgrade(u: &drover_model::Upgrade) -> String {
     let mut out = format!(
         "{} upgrade of {}: {} -> {}: {}\n",
         match u.kind {

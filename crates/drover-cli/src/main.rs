@@ -139,6 +139,13 @@ enum Command {
         #[command(subcommand)]
         action: ConfigCmd,
     },
+    /// Show one object in detail: `drover describe machine|cluster|upgrade|machineclass|jointoken NAME`.
+    Describe {
+        #[arg(value_enum)]
+        kind: DescribeKind,
+        /// Its name (or id).
+        name: String,
+    },
     /// Show the audit log: every change, login and credential issued (Admin).
     #[command(name = "audit-log")]
     AuditLog {
@@ -178,6 +185,18 @@ enum Command {
         #[command(subcommand)]
         action: access::UserCmd,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DescribeKind {
+    Machine,
+    Cluster,
+    /// A cluster's current or last upgrade.
+    Upgrade,
+    #[value(name = "machineclass")]
+    MachineClass,
+    #[value(name = "jointoken")]
+    JoinToken,
 }
 
 #[derive(Subcommand)]
@@ -430,6 +449,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
             output::print(output, &m, MACHINE_HEADERS, vec![machine_row(&m)])
         }
+        Command::Describe { kind, name } => {
+            print!("{}", describe(&client, kind, &name).await?);
+            Ok(())
+        }
         Command::Apply { file, dry_run } => apply::apply(&client, &file, dry_run).await,
         Command::Delete {
             what: None,
@@ -594,6 +617,51 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `drover describe KIND NAME`.
+async fn describe(client: &Client, kind: DescribeKind, name: &str) -> Result<String> {
+    let fields = |rows: Vec<(&str, String)>| {
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+        rows.iter()
+            .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+            .collect::<String>()
+    };
+    let when = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
+    Ok(match kind {
+        DescribeKind::Machine => describe_machine(&client.get_machine(name).await?),
+        DescribeKind::Cluster => clusters::describe(&client.get_cluster(name).await?),
+        DescribeKind::Upgrade => clusters::describe_upgrade(&client.get_upgrade(name).await?),
+        DescribeKind::MachineClass => {
+            let class = (client.list_machine_classes().await?)
+                .into_iter()
+                .find(|c| c.name == name)
+                .with_context(|| format!("machine class {name:?} not found"))?;
+            fields(vec![
+                ("Name", class.name),
+                ("Selectors", class.selectors.join("  |  ")),
+                ("Created", class.created_at.to_rfc3339()),
+                ("Updated", class.updated_at.to_rfc3339()),
+            ])
+        }
+        DescribeKind::JoinToken => {
+            let token = (client.list_join_tokens().await?)
+                .into_iter()
+                .find(|t| t.name == name || t.id.to_string() == name)
+                .with_context(|| format!("join token {name:?} not found"))?;
+            fields(vec![
+                ("Name", token.name),
+                ("Id", token.id.to_string()),
+                ("State", drover_model::variant_name(token.state)),
+                ("Default", token.is_default.to_string()),
+                ("Uses", token.use_count.to_string()),
+                ("Last used", when(token.last_used_at)),
+                ("Expires", when(token.expires_at)),
+                ("Revoked", when(token.revoked_at)),
+                ("Created", token.created_at.to_rfc3339()),
+            ])
+        }
+    })
 }
 
 const MACHINE_HEADERS: &[&str] = &["ID", "ADDRESS", "TALOS", "CONNECTED", "LAST PROVISIONED"];
