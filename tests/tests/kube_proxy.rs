@@ -4,6 +4,7 @@
 //! credential stops working at once; a cluster of nobody's is 404.
 
 use std::path::Path;
+use std::time::Duration;
 
 use drover_e2e::{TestDrover, drover_cli, ready_cluster};
 use drover_model::Role;
@@ -89,6 +90,36 @@ async fn kubectl_reaches_the_cluster_as_the_caller_through_the_proxy() {
     assert_eq!(names.len(), 2, "{nodes}");
     let table = kubectl(&admin, &["get", "pods", "-n", "kube-system"]).unwrap();
     assert!(table.contains("kube-apiserver-"), "{table}");
+
+    // A watch streams through the proxy: after the list, kubectl prints the watch's events as
+    // they arrive on the open connection.
+    let mut watch = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["get", "nodes", "--watch", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut printed = 0;
+    let streamed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.trim() == "\"kind\": \"Node\"," {
+                printed += 1;
+                if printed == 4 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        streamed.is_ok() && printed == 4,
+        "2 listed + 2 watched nodes, saw {printed}"
+    );
+    watch.kill().await.unwrap();
 
     // The cluster sees the caller, not what the client asks to be.
     let whoami = |kubeconfig: &Path, extra: &[&str]| -> Value {

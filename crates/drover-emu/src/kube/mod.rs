@@ -16,6 +16,9 @@
 //!   `selfsubjectreviews` (`kubectl auth whoami`).
 //! - The add-ons' `kube-proxy` DaemonSet and `coredns` Deployment ([`addons`]): read, and
 //!   patched (their image), which is how an upgrade moves them.
+//! - Watches of `nodes` (`?watch=true`): a stream of `ADDED` events for every node, then
+//!   `ADDED`, `MODIFIED` (readiness or versions changed) and `DELETED` as the cluster changes,
+//!   one JSON object a line, until the client goes.
 //! - `/version` is the answering control plane's API server version (its configuration's
 //!   `cluster.apiServer.image` tag).
 
@@ -50,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use self::selector::{Filter, ListParams};
-use crate::cluster::{ClusterRegistry, SERVING_CERT_VALIDITY};
+use crate::cluster::{ClusterNode, ClusterRegistry, SERVING_CERT_VALIDITY};
 use crate::config::image_tag;
 
 /// Port of the Kubernetes API on a control plane.
@@ -314,9 +317,93 @@ async fn list_nodes(
         Ok(filter) => filter,
         Err(message) => return bad_request(&message),
     };
+    if params.watch == Some(true) {
+        return watch_nodes(api, filter, wants_table(&headers));
+    }
     let mut nodes = api.clusters.nodes(&api.cluster_id);
     nodes.retain(|n| filter.matches(&objects::node_object(n)));
     objects::node_list(&nodes, wants_table(&headers))
+}
+
+/// What a watch compares to tell a node changed (not its heartbeat).
+fn fingerprint(node: &ClusterNode) -> String {
+    format!(
+        "{}|{}|{}",
+        node.running,
+        node.kubelet_version(),
+        node.talos_version
+    )
+}
+
+/// A watch of the nodes `filter` selects: every one `ADDED` first, then the changes.
+fn watch_nodes(api: KubeApi, filter: Filter, table: bool) -> Response {
+    struct State {
+        api: KubeApi,
+        filter: Filter,
+        changes: tokio::sync::watch::Receiver<u64>,
+        /// name -> (fingerprint, node) of what the client has been told.
+        known: std::collections::BTreeMap<String, (String, ClusterNode)>,
+        pending: std::collections::VecDeque<bytes::Bytes>,
+        started: bool,
+    }
+    let event = |kind: &str, node: &ClusterNode, table: bool| {
+        let object = if table {
+            objects::node_table(std::slice::from_ref(node))
+        } else {
+            objects::node_object(node)
+        };
+        let mut line = serde_json::json!({"type": kind, "object": object}).to_string();
+        line.push('\n');
+        bytes::Bytes::from(line)
+    };
+    let state = State {
+        changes: api.clusters.subscribe(),
+        api,
+        filter,
+        known: Default::default(),
+        pending: Default::default(),
+        started: false,
+    };
+    let stream = futures::stream::unfold(state, move |mut st| async move {
+        loop {
+            if let Some(next) = st.pending.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(next), st));
+            }
+            if st.started && st.changes.changed().await.is_err() {
+                return None;
+            }
+            st.started = true;
+            let mut now: std::collections::BTreeMap<String, ClusterNode> = Default::default();
+            for node in st.api.clusters.nodes(&st.api.cluster_id) {
+                if st.filter.matches(&objects::node_object(&node)) {
+                    now.insert(node.hostname.clone(), node);
+                }
+            }
+            let gone: Vec<String> = (st.known.keys())
+                .filter(|name| !now.contains_key(*name))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some((_, node)) = st.known.remove(&name) {
+                    st.pending.push_back(event("DELETED", &node, table));
+                }
+            }
+            for (name, node) in now {
+                let print = fingerprint(&node);
+                let kind = match st.known.get(&name) {
+                    None => "ADDED",
+                    Some((seen, _)) if *seen != print => "MODIFIED",
+                    Some(_) => continue,
+                };
+                st.pending.push_back(event(kind, &node, table));
+                st.known.insert(name, (print, node));
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .expect("a valid response")
 }
 
 async fn get_node(

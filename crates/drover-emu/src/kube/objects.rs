@@ -258,7 +258,7 @@ pub(super) fn table(columns: Vec<Value>, rows: Vec<Value>) -> Value {
 }
 
 /// The `Table` the API server prints nodes as (`kubectl get nodes [-o wide]`).
-fn node_table(nodes: &[ClusterNode]) -> Value {
+pub(super) fn node_table(nodes: &[ClusterNode]) -> Value {
     let rows: Vec<Value> = nodes
         .iter()
         .map(|node| {

@@ -11,6 +11,9 @@ use serde_json::Value;
 pub(super) struct ListParams {
     label_selector: Option<String>,
     field_selector: Option<String>,
+    /// A watch instead of a list.
+    #[serde(default)]
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -126,6 +129,7 @@ mod tests {
         let params = ListParams {
             label_selector: labels.map(str::to_owned),
             field_selector: fields.map(str::to_owned),
+            watch: None,
         };
         Filter::new(&params, &["metadata.name", "spec.nodeName"])
     }
