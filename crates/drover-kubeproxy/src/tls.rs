@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_pki::CertAndKey;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -24,6 +23,8 @@ pub enum TlsError {
     },
     #[error("certificate: {0}")]
     Pki(#[from] drover_pki::PkiError),
+    #[error("the proxy's CA: {0}")]
+    Ca(#[from] drover_pki::ServiceCaError),
     #[error("PEM: {0}")]
     Pem(#[from] rustls::pki_types::pem::Error),
     #[error("TLS: {0}")]
@@ -45,22 +46,6 @@ fn read(path: &Path) -> Result<String, TlsError> {
     })
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = |source| TlsError::File {
-        path: path.to_owned(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file)?;
-    f.write_all(text.as_bytes()).map_err(file)
-}
-
 impl ProxyTls {
     /// From the operator's certificate (chain) and key files.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
@@ -75,23 +60,7 @@ impl ProxyTls {
     /// With Drover's own CA in `dir` (created on first use), a serving certificate for
     /// `dns_names` and `ips`.
     pub fn self_signed(dir: &Path, dns_names: &[&str], ips: &[IpAddr]) -> Result<Self, TlsError> {
-        let (ca_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
-        if !ca_path.exists() {
-            std::fs::create_dir_all(dir).map_err(|source| TlsError::File {
-                path: dir.to_owned(),
-                source,
-            })?;
-            let ca = drover_pki::generate_service_ca("drover kube proxy CA", chrono::Utc::now())?;
-            write_private(&key_path, ca.key_pem.expose_secret())?;
-            std::fs::write(&ca_path, &ca.cert_pem).map_err(|source| TlsError::File {
-                path: ca_path.clone(),
-                source,
-            })?;
-        }
-        let ca = CertAndKey {
-            cert_pem: read(&ca_path)?,
-            key_pem: read(&key_path)?.into(),
-        };
+        let ca = drover_pki::load_or_create_service_ca(dir, "drover kube proxy CA")?;
         let serving = drover_pki::server_cert(
             &ca,
             "drover-kube-proxy",

@@ -3,7 +3,7 @@
 //! and the proxy accepts only clients whose certificate it signed.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +20,10 @@ const SERVING_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {source}")]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("certificate: {0}")]
     Pki(#[from] drover_pki::PkiError),
+    #[error("the proxy's CA: {0}")]
+    Ca(#[from] drover_pki::ServiceCaError),
     #[error("PEM: {0}")]
     Pem(#[from] rustls::pki_types::pem::Error),
     #[error("TLS: {0}")]
@@ -48,50 +45,11 @@ impl std::fmt::Debug for ProxyTls {
     }
 }
 
-fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::File {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = |source| TlsError::File {
-        path: path.to_owned(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(file)?;
-    f.write_all(text.as_bytes()).map_err(file)
-}
-
 impl ProxyTls {
     /// With the CA in `dir` (created on first use), a serving certificate for `dns_names` and
     /// `ips`; clients must present a certificate the CA signed.
     pub fn new(dir: &Path, dns_names: &[&str], ips: &[IpAddr]) -> Result<Self, TlsError> {
-        let (ca_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
-        if !ca_path.exists() {
-            std::fs::create_dir_all(dir).map_err(|source| TlsError::File {
-                path: dir.to_owned(),
-                source,
-            })?;
-            let ca = drover_pki::generate_service_ca("drover talos proxy CA", chrono::Utc::now())?;
-            write_private(&key_path, ca.key_pem.expose_secret())?;
-            std::fs::write(&ca_path, &ca.cert_pem).map_err(|source| TlsError::File {
-                path: ca_path.clone(),
-                source,
-            })?;
-        }
-        let ca = CertAndKey {
-            cert_pem: read(&ca_path)?,
-            key_pem: read(&key_path)?.into(),
-        };
+        let ca = drover_pki::load_or_create_service_ca(dir, "drover talos proxy CA")?;
         let serving = drover_pki::server_cert(
             &ca,
             "drover-talos-proxy",
