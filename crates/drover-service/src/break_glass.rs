@@ -114,12 +114,8 @@ impl Drover {
                     BREAK_GLASS_VALIDITY,
                 )
                 .map_err(internal)?;
-                let config = render_kubeconfig(
-                    &context,
-                    &server,
-                    &bundle.kubernetes_ca.cert_pem,
-                    &cert,
-                )?;
+                let config =
+                    render_kubeconfig(&context, &server, &bundle.kubernetes_ca.cert_pem, &cert)?;
                 (vec![server], cert, config)
             }
             BreakGlassKind::Talosconfig => {
@@ -142,8 +138,8 @@ impl Drover {
             }
         };
         let serial = drover_pki::serial_hex(&cert.cert_pem).map_err(internal)?;
-        let expires_at = Utc::now()
-            + chrono::Duration::from_std(BREAK_GLASS_VALIDITY).map_err(internal)?;
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(BREAK_GLASS_VALIDITY).map_err(internal)?;
         let mut tx = self.store().begin().await?;
         break_glass::insert(
             &mut *tx,

@@ -7,8 +7,8 @@
 mod access;
 pub mod audit;
 mod auth;
-pub mod break_glass;
 mod bootstrap;
+pub mod break_glass;
 pub mod cli_login;
 pub mod cluster_access;
 mod clusters;
