@@ -920,25 +920,6 @@ fn describe_tenant(t: &drover_model::TenantUsage) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn completion_scripts_know_the_commands() {
-        for shell in [
-            clap_complete::Shell::Bash,
-            clap_complete::Shell::Zsh,
-            clap_complete::Shell::Fish,
-        ] {
-            let script = completion(shell);
-            for word in ["jointoken", "kubeconfig", "audit-log", "serviceaccount"] {
-                assert!(script.contains(word), "{shell}: {word} missing");
-            }
-        }
-    }
-}
-
 /// The loud warning every break-glass credential comes with, on standard error.
 fn break_glass_warning(issued: &drover_model::BreakGlassCredential) {
     eprintln!(
@@ -956,4 +937,23 @@ fn break_glass_warning(issued: &drover_model::BreakGlassCredential) {
         since = issued.taint.since.to_rfc3339(),
         by = issued.taint.by,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_scripts_know_the_commands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = completion(shell);
+            for word in ["jointoken", "kubeconfig", "audit-log", "serviceaccount"] {
+                assert!(script.contains(word), "{shell}: {word} missing");
+            }
+        }
+    }
 }
