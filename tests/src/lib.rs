@@ -48,6 +48,8 @@ pub struct Extra {
     pub oidc: Option<droverd::settings::OidcLogin>,
     /// Tenancy mode and plans; default single-tenant with the built-in plans.
     pub tenancy: Option<drover_service::Tenancy>,
+    /// `--allow-break-glass`.
+    pub allow_break_glass: bool,
 }
 
 impl TestDrover {
@@ -274,6 +276,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         oidc: extra.oidc.clone(),
         audit_retention: droverd::settings::DEFAULT_AUDIT_RETENTION,
         tenancy: extra.tenancy.clone().unwrap_or_default(),
+        allow_break_glass: extra.allow_break_glass,
         command: None,
     }
 }

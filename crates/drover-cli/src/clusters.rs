@@ -438,6 +438,15 @@ pub fn describe(c: &Cluster) -> String {
     if let Some(e) = &s.last_error {
         out.push_str(&format!("Last error:  {e}\n"));
     }
+    if let Some(t) = &s.tainted {
+        out.push_str(&format!(
+            "Tainted:     since {} by {} (break-glass {}; {} issued): rotate the cluster's CAs\n",
+            t.since.to_rfc3339(),
+            t.by,
+            t.kind.as_str(),
+            t.credentials_issued,
+        ));
+    }
     out.push('\n');
     let rows: Vec<Vec<String>> = s
         .machines

@@ -146,6 +146,24 @@ pub fn exec_credential(token: &str, expires_at: Option<DateTime<Utc>>) -> serde_
     })
 }
 
+/// Renames a one-context kubeconfig's cluster, user and context to `name`.
+pub fn rename_context(config: &mut Value, name: &str) {
+    for list in ["clusters", "users", "contexts"] {
+        if let Some(items) = config.get_mut(list).and_then(Value::as_sequence_mut) {
+            for item in items {
+                item["name"] = Value::from(name);
+            }
+        }
+    }
+    if let Some(contexts) = config.get_mut("contexts").and_then(Value::as_sequence_mut) {
+        for c in contexts {
+            c["context"]["cluster"] = Value::from(name);
+            c["context"]["user"] = Value::from(name);
+        }
+    }
+    config["current-context"] = Value::from(name);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

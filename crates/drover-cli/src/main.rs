@@ -113,9 +113,15 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         file: Option<std::path::PathBuf>,
-        /// The name of the kubeconfig context [default: drover-<cluster>].
+        /// The name of the kubeconfig context [default: drover-<cluster>, or
+        /// <cluster>-break-glass].
         #[arg(long)]
         context_name: Option<String>,
+        /// Break glass: an admin kubeconfig signed directly by the cluster's Kubernetes CA that
+        /// bypasses Drover (Admin, if the server allows it). Taints the cluster until its CAs
+        /// are rotated.
+        #[arg(long)]
+        break_glass: bool,
     },
     /// Write a talosconfig that reaches the cluster's nodes through Drover's Talos API proxy,
     /// with a client certificate Drover issues for you (revocable).
@@ -128,8 +134,13 @@ enum Command {
         #[arg(short, long)]
         file: Option<std::path::PathBuf>,
         /// How long the certificate is valid, e.g. 8h (the server's default), 30m.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "break_glass")]
         ttl: Option<String>,
+        /// Break glass: an `os:admin` talosconfig signed directly by the cluster's OS CA that
+        /// bypasses Drover (Admin, if the server allows it). Taints the cluster until its CAs
+        /// are rotated.
+        #[arg(long)]
+        break_glass: bool,
     },
     /// Print an ExecCredential for kubectl (the credential plugin of `drover kubeconfig`).
     #[command(name = "kube-token")]
@@ -481,6 +492,71 @@ async fn run(cli: Cli) -> Result<()> {
             merge,
             file: out,
             context_name,
+            break_glass: true,
+        } => {
+            let issued = client
+                .break_glass(&cluster, drover_model::BreakGlassKind::Kubeconfig)
+                .await?;
+            break_glass_warning(&issued);
+            let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&issued.config)?;
+            if let Some(name) = &context_name {
+                kube::rename_context(&mut config, name);
+            }
+            let name = context_name.unwrap_or(issued.context);
+            if merge {
+                let target = kube::default_path()?;
+                kube::merge_into(&target, &config)?;
+                println!(
+                    "context {name:?} added to {} and made current",
+                    target.display()
+                );
+            } else if let Some(out) = out {
+                kube::write_private(&out, &serde_yaml_ng::to_string(&config)?)?;
+                println!(
+                    "break-glass kubeconfig for {cluster} written to {}",
+                    out.display()
+                );
+            } else {
+                print!("{}", serde_yaml_ng::to_string(&config)?);
+            }
+            Ok(())
+        }
+        Command::Talosconfig {
+            cluster,
+            merge,
+            file: out,
+            break_glass: true,
+            ..
+        } => {
+            let issued = client
+                .break_glass(&cluster, drover_model::BreakGlassKind::Talosconfig)
+                .await?;
+            break_glass_warning(&issued);
+            if merge {
+                let target = talos::default_path()?;
+                talos::merge_into(&target, &issued.config)?;
+                println!(
+                    "context {:?} added to {} and made current",
+                    issued.context,
+                    target.display()
+                );
+            } else if let Some(out) = out {
+                kube::write_private(&out, &issued.config)?;
+                println!(
+                    "break-glass talosconfig for {cluster} written to {}",
+                    out.display()
+                );
+            } else {
+                print!("{}", issued.config);
+            }
+            Ok(())
+        }
+        Command::Kubeconfig {
+            cluster,
+            merge,
+            file: out,
+            context_name,
+            break_glass: false,
         } => {
             let endpoint = client.kube_proxy_endpoint(&cluster).await?;
             let plugin = kube::Plugin {
@@ -510,6 +586,7 @@ async fn run(cli: Cli) -> Result<()> {
             merge,
             file: out,
             ttl,
+            break_glass: false,
         } => {
             let issued = client.issue_talosconfig(&cluster, ttl.as_deref()).await?;
             let expires = issued.expires_at.to_rfc3339();
@@ -935,6 +1012,25 @@ fn describe_tenant(t: &drover_model::TenantUsage) -> String {
         .collect();
     out.push_str(&output::table(&["RESOURCE", "USED", "LIMIT"], &rows));
     out
+}
+
+/// The loud warning every break-glass credential comes with, on standard error.
+fn break_glass_warning(issued: &drover_model::BreakGlassCredential) {
+    eprintln!(
+        "WARNING: BREAK-GLASS {kind} for cluster {cluster}.\n\
+         WARNING: it bypasses Drover: no proxy sees its requests, no audit records them, and Drover \
+         cannot revoke it (certificate {serial}, valid until {expires}).\n\
+         WARNING: it reaches {endpoints} directly, so it works only where the nodes are reachable.\n\
+         WARNING: cluster {cluster} is now TAINTED (since {since}, by {by}) until its CAs are rotated.\n\
+         WARNING: keep the file safe and delete it when done.",
+        kind = issued.kind.as_str().to_uppercase(),
+        cluster = issued.cluster,
+        serial = issued.serial,
+        expires = issued.expires_at.to_rfc3339(),
+        endpoints = issued.endpoints.join(", "),
+        since = issued.taint.since.to_rfc3339(),
+        by = issued.taint.by,
+    );
 }
 
 #[cfg(test)]

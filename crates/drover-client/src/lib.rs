@@ -403,6 +403,24 @@ impl Client {
         self.send(request).await
     }
 
+    /// Break glass: an admin credential of `kind` signed directly by `cluster`'s own CAs, which
+    /// bypasses Drover (Admin; the server must allow it). Taints the cluster.
+    pub async fn break_glass(
+        &self,
+        cluster: &str,
+        kind: drover_model::BreakGlassKind,
+    ) -> Result<drover_model::BreakGlassCredential> {
+        self.send(self.request(
+            Method::POST,
+            &format!(
+                "api/v1/clusters/{}/break-glass/{}",
+                segment(cluster),
+                kind.as_str()
+            ),
+        ))
+        .await
+    }
+
     /// The audit log after entry `after`, oldest first, filtered as `filter` says.
     pub async fn audit_log(&self, after: i64, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let mut query: Vec<(&str, String)> = vec![("after", after.to_string())];

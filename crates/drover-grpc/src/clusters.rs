@@ -480,6 +480,12 @@ fn cluster(c: model::Cluster) -> pb::Cluster {
             kubernetes_api_ready: s.kubernetes_api_ready,
             control_plane_endpoint: s.control_plane_endpoint.unwrap_or_default(),
             last_error: s.last_error.unwrap_or_default(),
+            tainted: s.tainted.map(|t| pb::ClusterTaint {
+                since: Some(timestamp(t.since)),
+                by: t.by,
+                kind: model::variant_name(t.kind),
+                credentials_issued: t.credentials_issued,
+            }),
             machines: s
                 .machines
                 .into_iter()

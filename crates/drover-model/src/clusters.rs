@@ -269,6 +269,10 @@ pub struct ClusterStatus {
     /// The control-plane endpoint (Kubernetes API URL) machines are configured with.
     pub control_plane_endpoint: Option<String>,
     pub last_error: Option<String>,
+    /// Set once a break-glass credential was issued for the cluster: it stays until the
+    /// cluster's CAs are rotated.
+    #[serde(default)]
+    pub tainted: Option<crate::ClusterTaint>,
     pub machines: Vec<ClusterMachineStatus>,
 }
 

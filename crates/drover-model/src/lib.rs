@@ -5,6 +5,7 @@
 
 mod access;
 mod audit;
+mod break_glass;
 mod clusters;
 mod identity;
 mod ids;
@@ -23,6 +24,7 @@ pub use access::{
     IssuedServiceAccountKey, ServiceAccount, ServiceAccountKey, SetRole, User, UserStatus,
 };
 pub use audit::AuditEntry;
+pub use break_glass::{BreakGlassCredential, BreakGlassKind, ClusterTaint};
 pub use clusters::{
     CONTROL_PLANE_SET, ClassSize, Cluster, ClusterChanges, ClusterMachinePhase, ClusterMachineSpec,
     ClusterMachineStatus, ClusterPhase, ClusterSpec, ClusterStatus, ConfigPatch, MachineClass,

@@ -6,6 +6,7 @@
 mod access;
 mod audit;
 mod auth;
+mod break_glass;
 mod cli_login;
 mod clusters;
 mod jointokens;
@@ -62,6 +63,7 @@ fn api() -> OpenApiRouter<Drover> {
         .merge(audit::routes())
         .merge(kube_proxy::routes())
         .merge(talos_proxy::routes())
+        .merge(break_glass::routes())
         .merge(cli_login::api_routes())
         .merge(tenant::routes())
         .merge(access::routes())

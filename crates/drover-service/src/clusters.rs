@@ -360,6 +360,7 @@ impl Drover {
             kubernetes_api_ready: row.kubernetes_api_ready,
             control_plane_endpoint: row.control_plane_endpoint.clone(),
             last_error: row.last_error.clone(),
+            tainted: self.cluster_taint(tenant, row.uid).await?,
             machines,
         };
         Ok(Cluster {

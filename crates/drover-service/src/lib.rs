@@ -8,6 +8,7 @@ mod access;
 pub mod audit;
 mod auth;
 mod bootstrap;
+pub mod break_glass;
 pub mod cli_login;
 pub mod cluster_access;
 mod clusters;
@@ -66,6 +67,8 @@ pub struct ServiceConfig {
     pub kube_proxy: Option<cluster_access::KubeProxyInfo>,
     /// The Talos API proxy, when it runs.
     pub talos_proxy: Option<talos_access::TalosProxyInfo>,
+    /// Whether Admins may take break-glass credentials (see [`break_glass`]).
+    pub allow_break_glass: bool,
 }
 
 impl ServiceConfig {

@@ -10,6 +10,7 @@
 
 pub mod api_tokens;
 pub mod audit_log;
+pub mod break_glass;
 pub mod cli_login;
 pub mod cluster_grants;
 pub mod cluster_machines;

@@ -153,6 +153,7 @@ impl Server {
                     endpoint: talos_proxy_endpoint,
                     ca: talos_proxy_tls.ca.clone(),
                 }),
+                allow_break_glass: settings.allow_break_glass,
             },
         )
         .with_peer_sink(drover_dataplane::peer_sink(&hub))

@@ -197,6 +197,12 @@ pub struct Args {
     #[arg(long, env = "DROVER_DEFAULT_PLAN", value_name = "NAME")]
     pub default_plan: Option<String>,
 
+    /// Let Admins take break-glass credentials: a kubeconfig and talosconfig signed directly by
+    /// a cluster's own CAs, which bypass Drover. Each one issued is audited and taints the
+    /// cluster until its CAs are rotated. [default: off]
+    #[arg(long, env = "DROVER_ALLOW_BREAK_GLASS")]
+    pub allow_break_glass: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -294,6 +300,7 @@ struct FileSettings {
     tenancy: Option<TenancyArg>,
     plans: Option<PathBuf>,
     default_plan: Option<String>,
+    allow_break_glass: Option<bool>,
 }
 
 mod humantime_serde_opt {
@@ -336,6 +343,8 @@ pub struct Settings {
     pub audit_retention: std::time::Duration,
     /// Single- or multi-tenant, and the plans.
     pub tenancy: Tenancy,
+    /// Whether Admins may take break-glass credentials.
+    pub allow_break_glass: bool,
     pub command: Option<Command>,
 }
 
@@ -573,6 +582,7 @@ impl Settings {
         )?;
         Ok(Self {
             oidc,
+            allow_break_glass: args.allow_break_glass || file.allow_break_glass.unwrap_or(false),
             audit_retention: args
                 .audit_retention
                 .map(Into::into)
@@ -836,6 +846,21 @@ mod tests {
         );
         let err = Settings::resolve(args(&["--talos-proxy-endpoint", "no-port"])).unwrap_err();
         assert!(err.to_string().contains("no-port"), "{err}");
+    }
+
+    #[test]
+    fn break_glass_is_off_unless_allowed() {
+        assert!(!Settings::resolve(args(&[])).unwrap().allow_break_glass);
+        assert!(
+            Settings::resolve(args(&["--allow-break-glass"]))
+                .unwrap()
+                .allow_break_glass
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("drover.toml");
+        std::fs::write(&file, "allow-break-glass = true\n").unwrap();
+        let s = Settings::resolve(args(&["--config", file.to_str().unwrap()])).unwrap();
+        assert!(s.allow_break_glass);
     }
 
     #[test]
