@@ -29,7 +29,8 @@ fn matches(path: &[&str], template: &[&str]) -> bool {
     match (path.split_first(), template.split_first()) {
         (None, None) => true,
         (Some((p, rest)), Some((t, trest))) => {
-            let one = (p == t || t.starts_with('{')) && matches(rest, trest);
+            // A part the client fills in may be a documented literal (e.g. a kind).
+            let one = (p == t || t.starts_with('{') || p.starts_with('{')) && matches(rest, trest);
             // A part the client fills in may span several documented segments.
             let spans = p.starts_with('{') && !trest.is_empty() && matches(path, trest);
             one || spans
@@ -88,5 +89,9 @@ fn the_matcher_lets_a_filled_part_span_segments() {
         "/api/v1/clusters/{name}/grants/users/{email}"
     ));
     assert!(!m("/api/v1/clusters/{}/events", "/api/v1/clusters/{name}"));
+    assert!(m(
+        "/api/v1/clusters/{}/break-glass/{}",
+        "/api/v1/clusters/{name}/break-glass/kubeconfig"
+    ));
     assert!(!m("/api/v1/clusterz", "/api/v1/clusters"));
 }
