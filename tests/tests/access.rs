@@ -372,7 +372,7 @@ async fn service_account_keys_are_shown_once_hashed_revocable_expiring_and_recor
     assert!(account.keys[0].last_used_at.is_some(), "{account:?}");
 
     // A second key; revoking the first refuses it at the next request, the second still works.
-    let second = admin.create_service_account_key("ci").await.unwrap();
+    let second = admin.create_service_account_key("ci", None).await.unwrap();
     assert_ne!(second.secret, first.secret);
     assert_eq!(second.service_account.keys.len(), 2);
     let revoked = admin

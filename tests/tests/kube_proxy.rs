@@ -193,6 +193,81 @@ async fn kubectl_reaches_the_cluster_as_the_caller_through_the_proxy() {
         "{log:#?}"
     );
 
+    // For automation: a kubeconfig holding a new key of a service account, with a TTL; the key
+    // can be revoked at any time, and stops at its expiry.
+    drover
+        .client()
+        .create_service_account(&drover_model::CreateServiceAccount {
+            name: "robot".into(),
+            role: Role::Reader,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let admin_config = dir.path().join("admin.yaml");
+    let automation = |file: &str| {
+        let path = dir.path().join(file);
+        let target = path.display().to_string();
+        let args = [
+            "kubeconfig",
+            "prod",
+            "--service-account",
+            "robot",
+            "--ttl",
+            "1h",
+            "--file",
+            &target,
+        ];
+        drover_cli(&admin_config, &args).unwrap();
+        path
+    };
+    let robot = automation("robot.kubeconfig");
+    let text = std::fs::read_to_string(&robot).unwrap();
+    assert!(
+        text.contains("token: drs_") && !text.contains("exec:"),
+        "{text}"
+    );
+    assert!(
+        kubectl(&robot, &["get", "nodes"])
+            .unwrap()
+            .contains("Ready")
+    );
+    let keys =
+        |accounts: Vec<drover_model::ServiceAccount>| -> Vec<drover_model::ServiceAccountKey> {
+            accounts
+                .into_iter()
+                .find(|a| a.name == "robot")
+                .unwrap()
+                .keys
+        };
+    let issued = keys(drover.client().list_service_accounts().await.unwrap());
+    let key = issued
+        .iter()
+        .find(|k| k.expires_at.is_some())
+        .expect("the key has its TTL");
+    let id = key.id.to_string();
+    drover_cli(
+        &admin_config,
+        &["serviceaccount", "key", "revoke", "robot", &id],
+    )
+    .unwrap();
+    let refused = kubectl(&robot, &["get", "nodes"]).unwrap_err();
+    assert!(
+        refused.contains("Unauthorized") || refused.contains("revoked"),
+        "{refused}"
+    );
+    let second = automation("robot2.kubeconfig");
+    assert!(kubectl(&second, &["get", "nodes"]).is_ok());
+    sqlx::query("UPDATE service_account_keys SET expires_at = now() - interval '1 second' WHERE revoked_at IS NULL AND expires_at IS NOT NULL")
+        .execute(drover.pool())
+        .await
+        .unwrap();
+    let expired = kubectl(&second, &["get", "nodes"]).unwrap_err();
+    assert!(
+        expired.contains("Unauthorized") || expired.contains("expired"),
+        "{expired}"
+    );
+
     // A revoked credential stops working at once.
     sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE name = 'viewer'")
         .execute(drover.pool())

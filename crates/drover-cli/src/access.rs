@@ -53,6 +53,9 @@ pub enum KeyCmd {
     /// Issue another key and print it (shown only now).
     Create {
         name: String,
+        /// The key stops working after this long, e.g. `24h`; without it, with its account.
+        #[arg(long)]
+        expires_in: Option<humantime::Duration>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
@@ -249,9 +252,17 @@ pub async fn service_account(client: &Client, action: ServiceAccountCmd) -> Resu
             Ok(())
         }
         ServiceAccountCmd::Key {
-            action: KeyCmd::Create { name, output },
+            action:
+                KeyCmd::Create {
+                    name,
+                    expires_in,
+                    output,
+                },
         } => {
-            let issued = client.create_service_account_key(&name).await?;
+            let expires_at = expires_in
+                .map(|d| chrono::Duration::from_std(d.into()).map(|d| Utc::now() + d))
+                .transpose()?;
+            let issued = client.create_service_account_key(&name, expires_at).await?;
             print_issued(output, &issued)
         }
         ServiceAccountCmd::Key {

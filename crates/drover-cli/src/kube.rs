@@ -65,6 +65,15 @@ pub fn kubeconfig(endpoint: &KubeProxyEndpoint, context_name: &str, plugin: &Plu
     .expect("plain values")
 }
 
+/// Makes the kubeconfig's user authenticate with `token` itself instead of the credential
+/// plugin (a service-account key for automation).
+pub fn use_static_token(config: &mut Value, token: &str) {
+    if let Some(user) = config["users"][0].get_mut("user") {
+        *user =
+            serde_yaml_ng::to_value(serde_json::json!({ "token": token })).expect("plain values");
+    }
+}
+
 /// The kubeconfig kubectl uses by default: the first of `$KUBECONFIG`, else `~/.kube/config`.
 pub fn default_path() -> Result<PathBuf> {
     if let Some(first) = std::env::var_os("KUBECONFIG")

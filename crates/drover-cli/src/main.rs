@@ -122,6 +122,13 @@ enum Command {
         /// are rotated.
         #[arg(long)]
         break_glass: bool,
+        /// For automation: a new key of this service account goes into the kubeconfig (no
+        /// plugin needed); revoke it any time with `drover serviceaccount key revoke`.
+        #[arg(long, conflicts_with = "break_glass")]
+        service_account: Option<String>,
+        /// With --service-account: the key stops working after this long, e.g. 24h, 30days.
+        #[arg(long, requires = "service_account")]
+        ttl: Option<humantime::Duration>,
     },
     /// Write a talosconfig that reaches the cluster's nodes through Drover's Talos API proxy,
     /// with a client certificate Drover issues for you (revocable).
@@ -493,6 +500,7 @@ async fn run(cli: Cli) -> Result<()> {
             file: out,
             context_name,
             break_glass: true,
+            ..
         } => {
             let issued = client
                 .break_glass(&cluster, drover_model::BreakGlassKind::Kubeconfig)
@@ -557,6 +565,8 @@ async fn run(cli: Cli) -> Result<()> {
             file: out,
             context_name,
             break_glass: false,
+            service_account,
+            ttl,
         } => {
             let endpoint = client.kube_proxy_endpoint(&cluster).await?;
             let plugin = kube::Plugin {
@@ -565,7 +575,24 @@ async fn run(cli: Cli) -> Result<()> {
                 token: explicit_token,
             };
             let name = context_name.unwrap_or_else(|| format!("drover-{cluster}"));
-            let config = kube::kubeconfig(&endpoint, &name, &plugin);
+            let mut config = kube::kubeconfig(&endpoint, &name, &plugin);
+            if let Some(account) = service_account {
+                let expires_at = ttl
+                    .map(|d| chrono::Duration::from_std(d.into()).map(|d| Utc::now() + d))
+                    .transpose()?;
+                let issued = client
+                    .create_service_account_key(&account, expires_at)
+                    .await?;
+                kube::use_static_token(&mut config, &issued.secret);
+                eprintln!(
+                    "the kubeconfig holds key {} of service account {account}{}; revoke it with: drover serviceaccount key revoke {account} {}",
+                    issued.key.id,
+                    expires_at
+                        .map(|at| format!(" (valid until {})", at.to_rfc3339()))
+                        .unwrap_or_default(),
+                    issued.key.id
+                );
+            }
             if merge {
                 let target = kube::default_path()?;
                 kube::merge_into(&target, &config)?;

@@ -519,12 +519,20 @@ impl Client {
         .await
     }
 
-    pub async fn create_service_account_key(&self, name: &str) -> Result<IssuedServiceAccountKey> {
-        self.send(self.request(
+    /// Another key for the service account; with `expires_at` it stops working then.
+    pub async fn create_service_account_key(
+        &self,
+        name: &str,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<IssuedServiceAccountKey> {
+        let mut request = self.request(
             Method::POST,
             &format!("api/v1/serviceaccounts/{}/keys", segment(name)),
-        ))
-        .await
+        );
+        if let Some(at) = expires_at {
+            request = request.query(&[("expiresAt", at.to_rfc3339())]);
+        }
+        self.send(request).await
     }
 
     pub async fn revoke_service_account_key(

@@ -24,6 +24,7 @@ fn key(k: model::ServiceAccountKey) -> pb::ServiceAccountKey {
         created_at: Some(timestamp(k.created_at)),
         revoked_at: k.revoked_at.map(timestamp),
         last_used_at: k.last_used_at.map(timestamp),
+        expires_at: k.expires_at.map(timestamp),
     }
 }
 
@@ -134,12 +135,20 @@ impl AccessService for Management {
 
     async fn create_service_account_key(
         &self,
-        request: Request<pb::ServiceAccountRef>,
+        request: Request<pb::CreateServiceAccountKeyRequest>,
     ) -> Result<Response<pb::IssuedServiceAccountKey>, Status> {
         let ctx = self.context(&request).await?;
+        let req = request.get_ref();
+        let expires_at = req
+            .expires_at
+            .map(|t| {
+                chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+                    .ok_or_else(|| Status::invalid_argument("expires_at: not a valid time"))
+            })
+            .transpose()?;
         let created = self
             .drover()
-            .create_service_account_key(&ctx, &request.get_ref().name)
+            .create_service_account_key(&ctx, &req.name, expires_at)
             .await
             .map_err(status)?;
         Ok(Response::new(issued(created)))

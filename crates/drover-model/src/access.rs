@@ -31,6 +31,9 @@ pub struct ServiceAccountKey {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The last request made with the key (recorded at most once a minute).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working, before its account does; absent = with its account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A request to create a service account (with its first key).
@@ -167,6 +170,7 @@ mod tests {
             created_at: now,
             revoked_at: None,
             last_used_at: None,
+            expires_at: None,
         };
         let issued = IssuedServiceAccountKey {
             service_account: ServiceAccount {

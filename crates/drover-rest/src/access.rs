@@ -2,8 +2,8 @@
 //! decides).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use drover_model::{
     ClusterGrant, CreateServiceAccount, GrantClusterRole, GrantTarget, InviteUser,
@@ -121,7 +121,7 @@ pub(crate) async fn delete_service_account(
     post,
     path = "/api/v1/serviceaccounts/{name}/keys",
     tag = "access",
-    params(("name" = String, Path, description = "Service account name")),
+    params(("name" = String, Path, description = "Service account name"), KeyParams),
     responses(
         (status = 201, description = "Issued; the secret is shown only here", body = IssuedServiceAccountKey),
         (status = 404, description = "No such service account", body = Problem, content_type = "application/problem+json"),
@@ -131,12 +131,26 @@ pub(crate) async fn create_service_account_key(
     State(drover): State<Drover>,
     Caller(ctx): Caller,
     name: Result<Path<String>, PathRejection>,
+    params: Result<Query<KeyParams>, QueryRejection>,
 ) -> Result<(StatusCode, Json<IssuedServiceAccountKey>), Problem> {
     let Path(name) = name?;
+    let Query(params) = params?;
     Ok((
         StatusCode::CREATED,
-        Json(drover.create_service_account_key(&ctx, &name).await?),
+        Json(
+            drover
+                .create_service_account_key(&ctx, &name, params.expires_at)
+                .await?,
+        ),
     ))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct KeyParams {
+    /// When the key stops working (RFC 3339); without it, with its account.
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Revoke one key of a service account: it is refused from the next request on.

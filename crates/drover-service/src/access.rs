@@ -129,6 +129,7 @@ impl Drover {
             account.id,
             minted.id,
             &minted.hash,
+            None,
         )
         .await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -201,16 +202,18 @@ impl Drover {
     }
 
     /// Issues another key for a service account; its secret is shown only here.
+    /// With `expires_at`, the key stops working then (e.g. a kubeconfig for automation).
     pub async fn create_service_account_key(
         &self,
         ctx: &RequestContext,
         name: &str,
+        expires_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<IssuedServiceAccountKey> {
         self.audited(
             ctx,
             "serviceAccountKey.create",
             name,
-            self.create_service_account_key_unaudited(ctx, name),
+            self.create_service_account_key_unaudited(ctx, name, expires_at),
         )
         .await
     }
@@ -219,8 +222,15 @@ impl Drover {
         &self,
         ctx: &RequestContext,
         name: &str,
+        expires_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<IssuedServiceAccountKey> {
         ctx.require(Role::Admin, "issuing a service account key")?;
+        if let Some(at) = expires_at.filter(|at| *at <= Utc::now()) {
+            return Err(ServiceError::invalid(
+                "expiresAt",
+                format!("{} is in the past", at.to_rfc3339()),
+            ));
+        }
         let account = service_accounts::get(self.store.pool(), ctx.tenant(), name)
             .await?
             .ok_or_else(|| ServiceError::not_found("service account", name))?;
@@ -231,6 +241,7 @@ impl Drover {
             account.id,
             minted.id,
             &minted.hash,
+            expires_at,
         )
         .await?;
         tracing::info!(service_account = %account.id, key = %key.id, "service account key issued");
@@ -634,6 +645,7 @@ fn key_model(row: KeyRow) -> ServiceAccountKey {
         created_at: row.created_at,
         revoked_at: row.revoked_at,
         last_used_at: row.last_used_at,
+        expires_at: row.expires_at,
     }
 }
 

@@ -137,6 +137,13 @@ impl Drover {
                 expiry.to_rfc3339()
             )));
         }
+        if let Some(expiry) = row.key_expires_at.filter(|e| *e <= Utc::now()) {
+            return Err(ServiceError::Unauthenticated(format!(
+                "this key of service account {:?} expired at {}",
+                row.name,
+                expiry.to_rfc3339()
+            )));
+        }
         let role: Role = row
             .role
             .parse()

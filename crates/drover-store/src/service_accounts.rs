@@ -25,6 +25,8 @@ pub struct KeyRow {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key stops working then (the account's own expiry applies too).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A key with its account, for authentication.
@@ -37,10 +39,12 @@ pub struct KeyForAuthRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub secret_hash: Vec<u8>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub key_expires_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, tenant_id, name, role, created_at, expires_at";
-const KEY_COLUMNS: &str = "id, service_account_id, created_at, revoked_at, last_used_at";
+const KEY_COLUMNS: &str =
+    "id, service_account_id, created_at, revoked_at, last_used_at, expires_at";
 
 pub struct NewServiceAccount<'a> {
     pub id: Uuid,
@@ -73,15 +77,17 @@ pub async fn insert_key(
     account: Uuid,
     id: Uuid,
     secret_hash: &[u8; 32],
+    expires_at: Option<DateTime<Utc>>,
 ) -> Result<KeyRow> {
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO service_account_keys (id, tenant_id, service_account_id, secret_hash)
-         VALUES ($1, $2, $3, $4) RETURNING {KEY_COLUMNS}"
+        "INSERT INTO service_account_keys (id, tenant_id, service_account_id, secret_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {KEY_COLUMNS}"
     ))
     .bind(id)
     .bind(tenant_uuid(tenant))
     .bind(account)
     .bind(&secret_hash[..])
+    .bind(expires_at)
     .fetch_one(e)
     .await?)
 }
@@ -159,7 +165,7 @@ pub async fn revoke_key(
 pub async fn find_key_for_auth(e: impl PgExecutor<'_>, key: Uuid) -> Result<Option<KeyForAuthRow>> {
     Ok(sqlx::query_as(
         "SELECT k.tenant_id, k.service_account_id, a.name, a.role, a.expires_at, k.secret_hash,
-                k.revoked_at
+                k.revoked_at, k.expires_at AS key_expires_at
          FROM service_account_keys k
          JOIN service_accounts a ON a.tenant_id = k.tenant_id AND a.id = k.service_account_id
          WHERE k.id = $1",
