@@ -19,8 +19,9 @@ pub struct Manifest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClassDocument {
-    #[allow(dead_code, reason = "checked by the caller")]
-    kind: String,
+    /// `MachineClass`, as the caller checked.
+    #[serde(rename = "kind")]
+    _kind: String,
     name: String,
     #[serde(default)]
     selectors: Vec<String>,
