@@ -8,6 +8,7 @@
 //! fleet.provision_all(&fast_retry(), &CancellationToken::new()).await.unwrap();
 //! ```
 
+pub mod chromium;
 mod cluster;
 mod kube;
 pub mod oidc;
@@ -277,6 +278,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
         audit_retention: droverd::settings::DEFAULT_AUDIT_RETENTION,
         tenancy: extra.tenancy.clone().unwrap_or_default(),
         allow_break_glass: extra.allow_break_glass,
+        web_root: web_root(),
         command: None,
     }
 }
@@ -336,6 +338,20 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The target directory the tests were built in (`target/<profile>/deps/<test>` → `target`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    exe.ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// Where `scripts/build-web` puts the web UI's bundle for this target directory.
+pub fn web_root() -> PathBuf {
+    target_dir().join("site")
 }
 
 /// Runs the real `drover` CLI with the config file `config` (and no credential from the

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use drover_model::KubeProxyEndpoint;
+use drover_model::{ExecPlugin, KubeProxyEndpoint};
 use serde_yaml_ng::{Mapping, Value};
 
 /// How the credential plugin finds the same credential as this run: the config file and
@@ -18,7 +17,8 @@ pub struct Plugin {
     pub token: Option<String>,
 }
 
-/// A kubeconfig with one cluster, user and context named `context_name`.
+/// A kubeconfig with one cluster, user and context named `context_name`, with this CLI as the
+/// credential plugin.
 pub fn kubeconfig(endpoint: &KubeProxyEndpoint, context_name: &str, plugin: &Plugin) -> Value {
     let command = std::env::current_exe()
         .ok()
@@ -27,42 +27,15 @@ pub fn kubeconfig(endpoint: &KubeProxyEndpoint, context_name: &str, plugin: &Plu
     if let Some(context) = &plugin.context {
         args.extend(["--context".to_owned(), context.clone()]);
     }
-    let mut env = vec![
-        serde_yaml_ng::to_value(serde_json::json!({
-            "name": "DROVER_CONFIG",
-            "value": plugin.config_file.display().to_string(),
-        }))
-        .expect("plain values"),
-    ];
+    let mut env = vec![(
+        "DROVER_CONFIG".to_owned(),
+        plugin.config_file.display().to_string(),
+    )];
     if let Some(token) = &plugin.token {
-        env.push(
-            serde_yaml_ng::to_value(serde_json::json!({"name": "DROVER_TOKEN", "value": token}))
-                .expect("plain values"),
-        );
+        env.push(("DROVER_TOKEN".to_owned(), token.clone()));
     }
-    let ca = base64::engine::general_purpose::STANDARD.encode(&endpoint.certificate_authority);
-    serde_yaml_ng::to_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": context_name, "cluster": {
-            "server": endpoint.server,
-            "certificate-authority-data": ca,
-        }}],
-        "users": [{"name": context_name, "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": command,
-            "args": args,
-            "env": env,
-            "interactiveMode": "Never",
-            "provideClusterInfo": false,
-        }}}],
-        "contexts": [{"name": context_name, "context": {
-            "cluster": context_name,
-            "user": context_name,
-        }}],
-        "current-context": context_name,
-    }))
-    .expect("plain values")
+    let exec = ExecPlugin { command, args, env };
+    serde_yaml_ng::to_value(endpoint.kubeconfig(context_name, &exec)).expect("plain values")
 }
 
 /// Makes the kubeconfig's user authenticate with `token` itself instead of the credential

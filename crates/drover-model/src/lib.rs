@@ -36,10 +36,11 @@ pub use ids::{
     ApiTokenId, InvalidId, JoinTokenId, MachineId, ServiceAccountId, ServiceAccountKeyId, TenantId,
     UserId,
 };
-pub use kube_proxy::KubeProxyEndpoint;
+pub use kube_proxy::{ExecPlugin, KubeProxyEndpoint};
 pub use resources::{
     CreateJoinToken, CreatedJoinToken, Disk, JoinInstructions, JoinToken, JoinTokenState, LogLine,
-    LogPage, Machine, MachineFacts, Page, UnmetCondition,
+    LogPage, Machine, MachineFacts, MachineSearch, MachineSearchPage, MachineSort, Page,
+    UnmetCondition,
 };
 pub use talos_proxy::{IssuedTalosconfig, RevokedTalosCerts};
 pub use tenancy::{PlanLimits, Resource, TenantUsage, UsageItem};

@@ -191,3 +191,44 @@ pub struct CreatedJoinToken {
     #[serde(flatten)]
     pub join: JoinInstructions,
 }
+
+/// How a machine search orders its results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MachineSort {
+    #[default]
+    Id,
+    Hostname,
+    TalosVersion,
+    Stage,
+    LastSeen,
+}
+
+/// A search of the inventory: every filter that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MachineSearch {
+    /// Part of the id, the tunnel address or the hostname (case-insensitive).
+    pub text: Option<String>,
+    pub connected: Option<bool>,
+    /// Available: in no cluster.
+    pub available: Option<bool>,
+    /// Only the machines of this cluster.
+    pub cluster: Option<String>,
+    /// User labels that must be present: `key` (any value) or `key=value`.
+    pub labels: Vec<String>,
+    pub sort: MachineSort,
+    pub descending: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// One page of a machine search and how many machines match in all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineSearchPage {
+    pub items: Vec<Machine>,
+    pub total: u64,
+    pub offset: u32,
+    pub limit: u32,
+}

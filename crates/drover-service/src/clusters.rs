@@ -609,6 +609,35 @@ impl Drover {
     }
 
     /// Replaces a machine's machine-scope config patches (the lowest precedence).
+    /// Locks (or unlocks) a machine in its cluster's spec: a locked machine keeps its config and
+    /// version until unlocked.
+    pub async fn set_machine_locked(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        locked: bool,
+    ) -> Result<Cluster> {
+        let machine = self.get_machine(ctx, id).await?;
+        let cluster = machine.cluster.ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "machine {id} is in no cluster: only a cluster's machines can be locked"
+            ))
+        })?;
+        let mut spec = self.get_cluster(ctx, &cluster).await?.spec;
+        match spec.machines.iter_mut().find(|m| m.id == machine.id) {
+            Some(entry) => entry.locked = locked,
+            None if locked => spec.machines.push(drover_model::ClusterMachineSpec {
+                id: machine.id.clone(),
+                install_disk: None,
+                patches: Vec::new(),
+                labels: BTreeMap::new(),
+                locked: true,
+            }),
+            None => return Ok(self.get_cluster(ctx, &cluster).await?),
+        }
+        self.update_cluster(ctx, spec).await
+    }
+
     pub async fn set_machine_patches(
         &self,
         ctx: &RequestContext,

@@ -1,4 +1,8 @@
-use drover_model::{JoinTokenId, Machine, MachineId, Page, Role};
+use std::collections::BTreeMap;
+
+use drover_model::{
+    JoinTokenId, Machine, MachineId, MachineSearch, MachineSearchPage, MachineSort, Page, Role,
+};
 use drover_store::machines::{self, MachineRow};
 
 use crate::{Drover, RequestContext, Result, ServiceError};
@@ -40,6 +44,72 @@ impl Drover {
         Ok(Page {
             items: rows.into_iter().map(to_model).collect(),
             next_cursor,
+        })
+    }
+
+    /// The machines matching `query`, one page of them in its order, and how many match.
+    pub async fn search_machines(
+        &self,
+        ctx: &RequestContext,
+        query: &MachineSearch,
+    ) -> Result<MachineSearchPage> {
+        ctx.require(Role::Reader, "listing machines")?;
+        let limit = if query.limit == 0 { DEFAULT_PAGE_SIZE } else { query.limit };
+        if limit > MAX_PAGE_SIZE {
+            return Err(ServiceError::invalid(
+                "limit",
+                format!("{limit} is out of range: use 1 to {MAX_PAGE_SIZE}"),
+            ));
+        }
+        let mut label_values = BTreeMap::new();
+        let mut label_keys = Vec::new();
+        for label in query.labels.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+            match label.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    label_values.insert(key.trim().to_owned(), value.trim().to_owned());
+                }
+                Some(_) => {
+                    return Err(ServiceError::invalid(
+                        "labels",
+                        format!("{label:?} has no key: use `key` or `key=value`"),
+                    ));
+                }
+                None => label_keys.push(label.to_owned()),
+            }
+        }
+        let order_by = match (query.sort, query.descending) {
+            (MachineSort::Id, false) => "id",
+            (MachineSort::Id, true) => "id DESC",
+            (MachineSort::Hostname, false) => "facts->>'hostname' NULLS LAST",
+            (MachineSort::Hostname, true) => "facts->>'hostname' DESC NULLS LAST",
+            (MachineSort::TalosVersion, false) => "talos_version",
+            (MachineSort::TalosVersion, true) => "talos_version DESC",
+            (MachineSort::Stage, false) => "stage NULLS LAST",
+            (MachineSort::Stage, true) => "stage DESC NULLS LAST",
+            (MachineSort::LastSeen, false) => "last_seen_at NULLS LAST",
+            (MachineSort::LastSeen, true) => "last_seen_at DESC NULLS LAST",
+        };
+        let (rows, total) = machines::search(
+            self.store.pool(),
+            ctx.tenant(),
+            &machines::Search {
+                text: non_empty(&query.text),
+                connected: query.connected,
+                available: query.available,
+                cluster: non_empty(&query.cluster),
+                label_values: &label_values,
+                label_keys: &label_keys,
+                order_by,
+                offset: query.offset,
+                limit,
+            },
+        )
+        .await?;
+        Ok(MachineSearchPage {
+            items: rows.into_iter().map(to_model).collect(),
+            total: u64::try_from(total).unwrap_or_default(),
+            offset: query.offset,
+            limit,
         })
     }
 
@@ -106,4 +176,9 @@ pub(crate) fn to_model(row: MachineRow) -> Machine {
         patches: row.patches.0,
         cluster: row.cluster,
     }
+}
+
+/// The trimmed text, when there is any.
+fn non_empty(text: &Option<String>) -> Option<&str> {
+    text.as_deref().map(str::trim).filter(|t| !t.is_empty())
 }

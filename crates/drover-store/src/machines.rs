@@ -101,6 +101,77 @@ pub async fn list(
     .await?)
 }
 
+/// A filtered, sorted page of machines; the filters that are `None` or empty match all.
+pub struct Search<'a> {
+    /// A case-insensitive substring of the id, address or hostname.
+    pub text: Option<&'a str>,
+    pub connected: Option<bool>,
+    /// In no cluster (`true`) or in one (`false`).
+    pub available: Option<bool>,
+    pub cluster: Option<&'a str>,
+    /// User labels that must have these values.
+    pub label_values: &'a BTreeMap<String, String>,
+    /// User labels that must be present, whatever their value.
+    pub label_keys: &'a [String],
+    /// A fixed `ORDER BY` expression list (never user text).
+    pub order_by: &'static str,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+const SEARCH_FILTER: &str = "tenant_id = $1
+    AND ($2::text IS NULL OR id ILIKE $2 OR address ILIKE $2 OR facts->>'hostname' ILIKE $2)
+    AND ($3::bool IS NULL OR connected = $3)
+    AND ($4::bool IS NULL OR $4 = NOT EXISTS (SELECT 1 FROM cluster_machines cm
+        WHERE cm.tenant_id = machines.tenant_id AND cm.machine_id = machines.id))
+    AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM cluster_machines cm
+        WHERE cm.tenant_id = machines.tenant_id AND cm.machine_id = machines.id
+          AND cm.cluster_name = $5))
+    AND labels @> $6
+    AND labels ?& $7";
+
+/// The page of machines `search` selects, and how many match in all.
+pub async fn search(
+    e: impl PgExecutor<'_> + Copy,
+    tenant: TenantId,
+    search: &Search<'_>,
+) -> Result<(Vec<MachineRow>, i64)> {
+    let pattern = search.text.map(|t| {
+        let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let values = sqlx::types::Json(search.label_values);
+    let rows = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM machines WHERE {SEARCH_FILTER}
+         ORDER BY {}, id OFFSET $8 LIMIT $9",
+        search.order_by
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(&pattern)
+    .bind(search.connected)
+    .bind(search.available)
+    .bind(search.cluster)
+    .bind(values)
+    .bind(search.label_keys)
+    .bind(i64::from(search.offset))
+    .bind(i64::from(search.limit))
+    .fetch_all(e)
+    .await?;
+    let total = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM machines WHERE {SEARCH_FILTER}"
+    ))
+    .bind(tenant_uuid(tenant))
+    .bind(&pattern)
+    .bind(search.connected)
+    .bind(search.available)
+    .bind(search.cluster)
+    .bind(values)
+    .bind(search.label_keys)
+    .fetch_one(e)
+    .await?;
+    Ok((rows, total))
+}
+
 pub async fn count(e: impl PgExecutor<'_>, tenant: TenantId) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM machines WHERE tenant_id = $1")

@@ -181,7 +181,11 @@ impl Server {
         let tasks = TaskTracker::new();
         let listening = Arc::new(AtomicBool::new(false));
 
-        let http = http_router(drover.clone(), listening.clone());
+        let web = drover_web::WebSettings {
+            site_root: settings.web_root.clone(),
+            secure_cookies: drover.oidc_settings().is_some_and(|o| o.secure_cookies()),
+        };
+        let http = http_router(drover.clone(), listening.clone(), web, cancel.clone());
         let http_cancel = cancel.clone();
         tasks.spawn(async move {
             let served = axum::serve(http_listener, http)
@@ -358,7 +362,12 @@ impl Server {
     }
 }
 
-fn http_router(drover: Drover, listening: Arc<AtomicBool>) -> Router {
+fn http_router(
+    drover: Drover,
+    listening: Arc<AtomicBool>,
+    web: drover_web::WebSettings,
+    cancel: CancellationToken,
+) -> Router {
     let health = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -367,7 +376,7 @@ fn http_router(drover: Drover, listening: Arc<AtomicBool>) -> Router {
             listening,
         });
     let grpc = drover_grpc::management_routes(drover.clone()).into_axum_router();
-    drover_web::router()
+    drover_web::router(drover.clone(), web, cancel)
         .merge(health)
         .merge(grpc)
         .merge(drover_rest::router(drover))

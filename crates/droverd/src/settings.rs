@@ -181,6 +181,12 @@ pub struct Args {
     /// How long audit log entries are kept. [default: 90days]
     #[arg(long, env = "DROVER_AUDIT_RETENTION", value_name = "DURATION")]
     pub audit_retention: Option<humantime::Duration>,
+
+    /// Where the web UI's built bundle is (`pkg/drover_web.js`, made by `scripts/build-web`);
+    /// pages work without it, just not interactively. [default: `../site` next to the droverd
+    /// executable]
+    #[arg(long, env = "DROVER_WEB_ROOT", value_name = "DIR")]
+    pub web_root: Option<PathBuf>,
     /// `single-tenant` (one organisation, the self-hosted default) or `multi-tenant` (a first
     /// login of a person who is no user anywhere creates a tenant on the default plan).
     /// [default: single-tenant]
@@ -297,6 +303,7 @@ struct FileSettings {
     session_ttl: Option<std::time::Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     audit_retention: Option<std::time::Duration>,
+    web_root: Option<PathBuf>,
     tenancy: Option<TenancyArg>,
     plans: Option<PathBuf>,
     default_plan: Option<String>,
@@ -341,6 +348,8 @@ pub struct Settings {
     pub oidc: Option<OidcLogin>,
     /// Audit log entries older than this are deleted.
     pub audit_retention: std::time::Duration,
+    /// The web UI's bundle.
+    pub web_root: PathBuf,
     /// Single- or multi-tenant, and the plans.
     pub tenancy: Tenancy,
     /// Whether Admins may take break-glass credentials.
@@ -588,6 +597,10 @@ impl Settings {
                 .map(Into::into)
                 .or(file.audit_retention)
                 .unwrap_or(DEFAULT_AUDIT_RETENTION),
+            web_root: args
+                .web_root
+                .or(file.web_root)
+                .unwrap_or_else(default_web_root),
             tenancy,
             data_dir: args
                 .data_dir
@@ -958,4 +971,13 @@ mod tests {
         let api = s.machine_api_url("192.0.2.4:8090".parse().unwrap());
         assert_eq!(api.to_string(), "grpc://192.0.2.4:8090");
     }
+}
+
+/// `../site` next to the droverd executable: where `scripts/build-web` puts the bundle for the
+/// binaries of the same target directory.
+fn default_web_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("site")))
+        .unwrap_or_else(|| PathBuf::from("site"))
 }
