@@ -226,6 +226,28 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     );
     assert_eq!(String::from_utf8_lossy(&nodes.stdout).lines().count(), 3);
 
+    // Scale the workers down to one: a worker is reset and returns to the pool.
+    browser.fill("#scale-workers input[name=size]", "1").await;
+    browser.click("#scale-workers button[type=submit]").await;
+    browser
+        .wait_for("two machines left", "#cluster-ready", |t| t == "2 / 2")
+        .await;
+
+    // Delete, with the name typed: a wrong one is refused at the field.
+    browser.fill("#confirm", "webb").await;
+    browser.click("#delete-cluster button[type=submit]").await;
+    browser
+        .wait_for("the refusal", "#delete-cluster .field-error", |t| t.contains("web"))
+        .await;
+    browser.fill("#confirm", "web").await;
+    browser.click("#delete-cluster button[type=submit]").await;
+    browser
+        .wait_for("the cluster list", "main h1", |t| t.starts_with("Clusters"))
+        .await;
+    browser
+        .wait_for("the cluster gone", "main p.muted", |t| t == "No clusters yet.")
+        .await;
+
     // Settings and the audit log.
     browser.click("nav a[href='/settings']").await;
     browser

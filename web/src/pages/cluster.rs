@@ -93,10 +93,11 @@ fn Overview(
                 let members: Vec<_> = status.machines.iter().filter(|m| m.machine_set == set_name).cloned().collect();
                 let class = set.machine_class.clone();
                 let cluster_name = name.clone();
+                let form_id = format!("scale-{set_name}");
                 view! {
                     <h3>{if set_name == CONTROL_PLANE_SET { "Control planes".to_owned() } else { format!("Workers: {set_name}") }}</h3>
                     {class.map(|class| view! {
-                        <ActionForm action=scale attr:class="row-form">
+                        <ActionForm action=scale attr:class="row-form" attr:id=form_id.clone()>
                             <input type="hidden" name="cluster" value=cluster_name.clone() />
                             <input type="hidden" name="set" value=set_name.clone() />
                             <span>"From class " <strong>{class.name.clone()}</strong></span>
@@ -142,7 +143,7 @@ fn Overview(
                 <h2>"Template"</h2>
                 <pre class="mono scroll">{detail.template.clone()}</pre>
                 <h2>"Delete"</h2>
-                <ActionForm action=delete attr:class="stack">
+                <ActionForm action=delete attr:class="stack" attr:id="delete-cluster">
                     <input type="hidden" name="name" value=delete_name />
                     <label for="confirm">"Type " <strong>{confirm_name}</strong> " to delete the cluster; its machines are wiped and return to the pool."</label>
                     <input id="confirm" name="confirm" autocomplete="off" />
