@@ -439,3 +439,98 @@ pub async fn insert_machines(drover: &TestDrover, n: i64) {
     .await
     .expect("machines are inserted");
 }
+
+/// A person in two tenants switches between them; the session moves, an invitation in the other
+/// tenant is claimed, and a tenant that is not theirs is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_in_two_tenants_switches_between_them() {
+    use drover_e2e::oidc::{Browser, browser_login};
+    const ANA: &str = "ana@example.com";
+    let pending = OidcProvider::listen().await;
+    let mode = drover_service::TenancyMode::MultiTenant;
+    let drover = TestDrover::start_with(Extra {
+        oidc: Some(login_settings(pending.issuer(), &[])),
+        tenancy: Some(drover_service::Tenancy {
+            mode,
+            plans: drover_service::Plans::new(mode, None, None).unwrap(),
+        }),
+        ..Extra::default()
+    })
+    .await;
+    let _provider = pending
+        .configure(&ProviderConfig::for_drover(&drover).user(ANA, "Ana"))
+        .await;
+    let url = drover.http_url();
+    let browser = Browser::new();
+    // Her first login signs her up into a tenant of her own.
+    assert_eq!(browser_login(&browser, &url, ANA).await.status(), 200);
+    let me = |browser: &Browser| {
+        let url = url.clone();
+        let http = browser.http.clone();
+        async move {
+            let me: serde_json::Value = http
+                .get(format!("{url}/api/v1/me"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (me["tenant"].as_str().unwrap().to_owned(), me["role"].as_str().unwrap().to_owned())
+        }
+    };
+    let (own, role) = me(&browser).await;
+    assert_eq!(role, "admin");
+    // Another tenant invites her as a Reader.
+    let (other, _) = drover.create_tenant("acme", None).await;
+    other
+        .invite_user(&drover_model::InviteUser {
+            email: ANA.into(),
+            role: drover_model::Role::Reader,
+        })
+        .await
+        .unwrap();
+    let acme: String = sqlx::query_scalar("SELECT id::text FROM tenants WHERE name = 'acme'")
+        .fetch_one(drover.pool())
+        .await
+        .unwrap();
+    // The header offers both.
+    let page = browser.http.get(format!("{url}/")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"switch-tenant\""), "{page}");
+    assert!(page.contains(&acme), "{page}");
+
+    let switch = |tenant: String| {
+        let url = url.clone();
+        let http = browser.http.clone();
+        async move {
+            http.post(format!("{url}/ui/switch-tenant"))
+                .header("origin", &url)
+                .form(&[("tenant", tenant)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Not hers: refused, and nothing moves.
+    let stranger = drover_model::TenantId::new_random().to_string();
+    assert_eq!(switch(stranger).await, 404);
+    assert_eq!(me(&browser).await.0, own);
+    // Cross-site: refused.
+    let cross = browser
+        .http
+        .post(format!("{url}/ui/switch-tenant"))
+        .header("origin", "http://evil.example")
+        .form(&[("tenant", acme.clone())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    // Hers: the same session now works in acme, as a Reader.
+    assert!(switch(acme.clone()).await.is_success());
+    assert_eq!(me(&browser).await, (acme.clone(), "reader".to_owned()));
+    // And back.
+    assert!(switch(own.clone()).await.is_success());
+    assert_eq!(me(&browser).await, (own, "admin".to_owned()));
+    drover.stop().await;
+}

@@ -104,6 +104,8 @@ pub struct Viewer {
     pub display_name: String,
     pub role: Role,
     pub tenant: String,
+    /// The tenants this person can switch between (`id`, `name`), when there are several.
+    pub tenants: Vec<(String, String)>,
 }
 
 /// The signed-in caller, or `None` when nobody is.
@@ -121,7 +123,17 @@ pub async fn get_viewer() -> Result<Option<Viewer>, UiError> {
         }
         other => other.actor(),
     };
+    let choices = drover.tenant_choices(&ctx).await?;
+    let tenants = if choices.len() > 1 {
+        choices
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Some(Viewer {
+        tenants,
         actor: ctx.principal().actor(),
         display_name,
         role: ctx.role(),

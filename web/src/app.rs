@@ -76,6 +76,17 @@ fn Header() -> impl IntoView {
                         match viewer.await {
                             Ok(Some(viewer)) => {
                                 let role = drover_model::variant_name(viewer.role);
+                                let current = viewer.tenant.clone();
+                                let switcher = (!viewer.tenants.is_empty()).then(|| view! {
+                                    <form method="post" action="/ui/switch-tenant" class="inline" id="switch-tenant">
+                                        <select name="tenant" aria-label="Tenant">
+                                            {viewer.tenants.iter().map(|(id, name)| view! {
+                                                <option value=id.clone() selected=*name == current>{name.clone()}</option>
+                                            }).collect_view()}
+                                        </select>
+                                        <button class="button small" type="submit">"Switch"</button>
+                                    </form>
+                                });
                                 view! {
                                     <span class="viewer" title=viewer.actor.clone()>
                                         {viewer.display_name}
@@ -84,6 +95,7 @@ fn Header() -> impl IntoView {
                                         " · "
                                         {role}
                                     </span>
+                                    {switcher}
                                     <form method="post" action="/ui/sign-out">
                                         <button class="button small" type="submit">"Sign out"</button>
                                     </form>

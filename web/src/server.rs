@@ -89,6 +89,7 @@ pub fn router(drover: Drover, settings: WebSettings, cancel: CancellationToken) 
         .route("/ui/events", get(events))
         .route("/ui/sign-in/token", post(sign_in_with_token))
         .route("/ui/sign-out", post(sign_out))
+        .route("/ui/switch-tenant", post(switch_tenant))
         .route("/ui/clusters/{name}/kubeconfig", get(kubeconfig))
         .route("/ui/clusters/{name}/talosconfig", post(talosconfig))
         .nest_service(
@@ -313,6 +314,36 @@ async fn sign_out(State(state): State<WebState>, headers: HeaderMap) -> Response
     response
 }
 
+#[derive(serde::Deserialize)]
+struct SwitchForm {
+    tenant: String,
+}
+
+/// Moves the browser's session to another tenant of the same person.
+async fn switch_tenant(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<SwitchForm>,
+) -> Response {
+    let result = async {
+        let ctx = authenticate(&state.drover, &headers, true).await?;
+        let secret = cookie(&headers, drover_service::login::SESSION_COOKIE).ok_or_else(|| {
+            UiError::new(UiErrorKind::Invalid, "only a browser session can switch tenants")
+        })?;
+        let to = form
+            .tenant
+            .parse()
+            .map_err(|_| invalid("tenant", format!("{:?} is not a tenant id", form.tenant)))?;
+        state.drover.switch_tenant(&ctx, secret, to).await?;
+        Ok::<_, UiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(error) => (error_status(error.kind), error.message).into_response(),
+    }
+}
+
 fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -375,17 +406,18 @@ fn download(result: Result<String, UiError>, file_name: &str) -> Response {
             body,
         )
             .into_response(),
-        Err(error) => {
-            let status = match error.kind {
-                UiErrorKind::SignedOut => StatusCode::UNAUTHORIZED,
-                UiErrorKind::Denied => StatusCode::FORBIDDEN,
-                UiErrorKind::NotFound => StatusCode::NOT_FOUND,
-                UiErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-                UiErrorKind::Conflict => StatusCode::CONFLICT,
-                UiErrorKind::Failed => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (status, error.message).into_response()
-        }
+        Err(error) => (error_status(error.kind), error.message).into_response(),
+    }
+}
+
+fn error_status(kind: UiErrorKind) -> StatusCode {
+    match kind {
+        UiErrorKind::SignedOut => StatusCode::UNAUTHORIZED,
+        UiErrorKind::Denied => StatusCode::FORBIDDEN,
+        UiErrorKind::NotFound => StatusCode::NOT_FOUND,
+        UiErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        UiErrorKind::Conflict => StatusCode::CONFLICT,
+        UiErrorKind::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

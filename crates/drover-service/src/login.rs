@@ -763,3 +763,105 @@ mod tests {
         assert!(matches!(Oidc::new(bad), Err(OidcSettingsError::Issuer(_))));
     }
 }
+
+/// A tenant the signed-in person can switch to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TenantChoice {
+    pub id: drover_model::TenantId,
+    pub name: String,
+    pub current: bool,
+}
+
+impl Drover {
+    /// The tenants a person signed in through the browser works in (their user there, or an
+    /// invitation to their e-mail); for other callers, only their own.
+    pub async fn tenant_choices(&self, ctx: &RequestContext) -> Result<Vec<TenantChoice>> {
+        let Some((_, memberships)) = self.memberships(ctx).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(memberships
+            .into_iter()
+            .map(|m| {
+                let id = drover_model::TenantId::from_uuid(m.tenant_id);
+                TenantChoice {
+                    current: id == ctx.tenant(),
+                    id,
+                    name: m.tenant_name,
+                }
+            })
+            .collect())
+    }
+
+    /// Moves the browser session `session_secret` to the person's user in tenant `to`
+    /// (claiming an invitation there), which later logins then land in first.
+    pub async fn switch_tenant(
+        &self,
+        ctx: &RequestContext,
+        session_secret: &str,
+        to: drover_model::TenantId,
+    ) -> Result<()> {
+        self.audited(
+            ctx,
+            "tenant.switch",
+            &to.to_string(),
+            self.switch_tenant_unaudited(ctx, session_secret, to),
+        )
+        .await
+    }
+
+    async fn switch_tenant_unaudited(
+        &self,
+        ctx: &RequestContext,
+        session_secret: &str,
+        to: drover_model::TenantId,
+    ) -> Result<()> {
+        let not_yours = || ServiceError::not_found("tenant", to);
+        let (user, memberships) = self.memberships(ctx).await?.ok_or_else(|| {
+            ServiceError::FailedPrecondition(
+                "only a person signed in through the browser can switch tenants".into(),
+            )
+        })?;
+        let target = memberships
+            .into_iter()
+            .find(|m| m.tenant_id == to.as_uuid())
+            .ok_or_else(not_yours)?;
+        let mut tx = self.store.begin().await?;
+        let target_user = UserId::from_uuid(target.user_id);
+        if !target.bound {
+            let (Some(issuer), Some(subject)) = (&user.oidc_issuer, &user.oidc_subject) else {
+                return Err(not_yours());
+            };
+            users::bind_identity(&mut *tx, to, target_user, issuer, subject)
+                .await?
+                .ok_or_else(not_yours)?;
+        }
+        if !sessions::move_to(&mut *tx, ctx.tenant(), &session_hash(session_secret), to, target_user)
+            .await?
+        {
+            return Err(ServiceError::Unauthenticated("the session has ended".into()));
+        }
+        users::record_login(&mut *tx, to, target_user, &user.name).await?;
+        tx.commit().await.map_err(drover_store::StoreError::from)?;
+        Ok(())
+    }
+
+    /// The caller's user row and the tenants its identity belongs to; None unless the caller is
+    /// a person with a provider identity.
+    async fn memberships(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<Option<(users::UserRow, Vec<users::Membership>)>> {
+        let crate::Principal::User { id, .. } = ctx.principal() else {
+            return Ok(None);
+        };
+        let Some(user) = users::find_by_id(self.store.pool(), ctx.tenant(), *id).await? else {
+            return Ok(None);
+        };
+        let (Some(issuer), Some(subject)) = (&user.oidc_issuer, &user.oidc_subject) else {
+            return Ok(None);
+        };
+        let memberships =
+            users::memberships(self.store.pool(), issuer, subject, &user.email).await?;
+        Ok(Some((user, memberships)))
+    }
+}

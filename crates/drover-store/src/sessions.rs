@@ -127,3 +127,25 @@ pub async fn take_login_attempt(
     .fetch_optional(e)
     .await?)
 }
+
+/// Moves a session to the person's user in another tenant (the tenant switcher). False when
+/// the session is gone.
+pub async fn move_to(
+    e: impl PgExecutor<'_>,
+    from: TenantId,
+    id_hash: &[u8; 32],
+    to: TenantId,
+    user: UserId,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE sessions SET tenant_id = $3, user_id = $4 WHERE tenant_id = $1 AND id_hash = $2",
+    )
+    .bind(tenant_uuid(from))
+    .bind(&id_hash[..])
+    .bind(tenant_uuid(to))
+    .bind(user.as_uuid())
+    .execute(e)
+    .await?
+    .rows_affected()
+        == 1)
+}

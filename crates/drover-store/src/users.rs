@@ -231,3 +231,37 @@ pub async fn delete(
     .fetch_optional(e)
     .await?)
 }
+
+/// A tenant a person can work in: their user row there and the tenant's name.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Membership {
+    pub tenant_id: uuid::Uuid,
+    pub tenant_name: String,
+    pub user_id: uuid::Uuid,
+    /// Whether the row is bound to the identity yet (else it is an invitation by e-mail).
+    pub bound: bool,
+}
+
+/// Every tenant where this provider identity is a user, or where its e-mail has an invitation
+/// not yet bound to anyone: the tenants the person can switch between. A credential lookup that
+/// crosses tenants, like [`find_by_subject_in_any_tenant`].
+pub async fn memberships(
+    e: impl PgExecutor<'_>,
+    issuer: &str,
+    subject: &str,
+    email: &str,
+) -> Result<Vec<Membership>> {
+    Ok(sqlx::query_as(
+        "SELECT u.tenant_id, t.name AS tenant_name, u.id AS user_id,
+                u.oidc_subject IS NOT NULL AS bound
+         FROM users u JOIN tenants t ON t.id = u.tenant_id
+         WHERE (u.oidc_issuer = $1 AND u.oidc_subject = $2)
+            OR (u.oidc_subject IS NULL AND u.email = $3)
+         ORDER BY t.name",
+    )
+    .bind(issuer)
+    .bind(subject)
+    .bind(email)
+    .fetch_all(e)
+    .await?)
+}
