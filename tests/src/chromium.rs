@@ -40,7 +40,9 @@ impl Chromium {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("chromedriver runs (scripts/install-prereqs --for-tests installs chromium-driver)");
+            .expect(
+                "chromedriver runs (scripts/install-prereqs --for-tests installs chromium-driver)",
+            );
         let url = format!("http://127.0.0.1:{port}");
         let status = format!("{url}/status");
         eventually("chromedriver to answer", PAGE_LIMIT, || {

@@ -43,7 +43,9 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     // Signed out, a page says so and offers the sign-in.
     browser.goto(&format!("{url}/machines")).await;
     browser
-        .wait_for("the signed-out notice", ".notice", |t| t.contains("not signed in"))
+        .wait_for("the signed-out notice", ".notice", |t| {
+            t.contains("not signed in")
+        })
         .await;
     browser.goto(&format!("{url}/login")).await;
     browser.screenshot("01-login").await;
@@ -68,10 +70,16 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
         .await;
     // Only a page that was never reloaded keeps this.
     browser.eval("window.stayed = true; return null;").await;
-    browser.fill("#create-join-token input[name=name]", "lab").await;
-    browser.click("#create-join-token button[type=submit]").await;
+    browser
+        .fill("#create-join-token input[name=name]", "lab")
+        .await;
+    browser
+        .click("#create-join-token button[type=submit]")
+        .await;
     let created = browser
-        .wait_for("the new token", "#created-token", |t| t.contains("siderolink.api="))
+        .wait_for("the new token", "#created-token", |t| {
+            t.contains("siderolink.api=")
+        })
         .await;
     let secret = browser
         .text("#created-token .copyable pre")
@@ -79,21 +87,27 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
         .expect("the secret is shown");
     assert!(created.contains("SideroLinkConfig"), "{created}");
     browser
-        .wait_for("the token in the list", "#join-tokens", |t| t.contains("lab"))
+        .wait_for("the token in the list", "#join-tokens", |t| {
+            t.contains("lab")
+        })
         .await;
     browser.screenshot("03-join-token-created").await;
 
     // Machines join while the machines page is open: they appear without a reload.
     browser.click("nav a[href='/machines']").await;
     browser
-        .wait_for("no machines yet", "#machines-count", |t| t.contains("of 0 machines"))
+        .wait_for("no machines yet", "#machines-count", |t| {
+            t.contains("of 0 machines")
+        })
         .await;
     let mut config = drover.fleet_config(&secret, 3, "ui", FROM);
     config.lifecycle = drover_emu::Lifecycle::INSTANT;
     let cancel = CancellationToken::new();
     let running = spawn_fleet(Fleet::new(config), cancel.clone());
     browser
-        .wait_for("three machines, live", "#machines-count", |t| t.contains("of 3 machines"))
+        .wait_for("three machines, live", "#machines-count", |t| {
+            t.contains("of 3 machines")
+        })
         .await;
     browser
         .wait_for("all connected", "#machines-table tbody", |t| {
@@ -110,20 +124,28 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     // A machine's page.
     browser.click("#machines-table tbody tr a").await;
     browser
-        .wait_for("the machine's facts", "#machine-stage", |t| t.contains("maintenance"))
+        .wait_for("the machine's facts", "#machine-stage", |t| {
+            t.contains("maintenance")
+        })
         .await;
     browser.screenshot("05-machine").await;
 
     // A machine class, with its live preview.
     browser.click("nav a[href='/machine-classes']").await;
     browser.fill("#class-name", "all").await;
-    browser.fill("#class-selectors", "drover.dev/connected").await;
     browser
-        .wait_for("the preview", "#class-preview-count", |t| t.starts_with("3 "))
+        .fill("#class-selectors", "drover.dev/connected")
+        .await;
+    browser
+        .wait_for("the preview", "#class-preview-count", |t| {
+            t.starts_with("3 ")
+        })
         .await;
     browser.click("#save-class button[type=submit]").await;
     browser
-        .wait_for("the class in the list", "#machine-classes", |t| t.contains("all"))
+        .wait_for("the class in the list", "#machine-classes", |t| {
+            t.contains("all")
+        })
         .await;
     browser.screenshot("06-machine-classes").await;
 
@@ -131,7 +153,9 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     browser.click("nav a[href='/clusters']").await;
     browser.click("main a[href='/clusters/new']").await;
     browser
-        .wait_for("the class choices", "#control_plane_class", |t| t.contains("all"))
+        .wait_for("the class choices", "#control_plane_class", |t| {
+            t.contains("all")
+        })
         .await;
     browser.fill("#name", "Not A Name").await;
     browser.fill("#talos_version", FROM).await;
@@ -148,9 +172,14 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
         .unwrap();
     browser.click("#new-cluster button[type=submit]").await;
     let problem = browser
-        .wait_for("the name's problem", "#new-cluster .field-error", |t| !t.is_empty())
+        .wait_for("the name's problem", "#new-cluster .field-error", |t| {
+            !t.is_empty()
+        })
         .await;
-    assert!(problem.contains("lower-case") || problem.contains("name"), "{problem}");
+    assert!(
+        problem.contains("lower-case") || problem.contains("name"),
+        "{problem}"
+    );
     browser.screenshot("07-new-cluster-invalid").await;
     browser.fill("#name", "web").await;
     browser.click("#new-cluster button[type=submit]").await;
@@ -179,11 +208,15 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     browser.click("#upgrade-form input[name=dry_run]").await;
     browser.click("#upgrade-form button[type=submit]").await;
     browser
-        .wait_for("per-node progress", "#upgrade-nodes tbody", |t| !t.is_empty())
+        .wait_for("per-node progress", "#upgrade-nodes tbody", |t| {
+            !t.is_empty()
+        })
         .await;
     browser.screenshot("10-upgrade-progress").await;
     let nodes = browser
-        .wait_for("the upgrade done", "#upgrade-progress h3 .badge", |t| t == "done")
+        .wait_for("the upgrade done", "#upgrade-progress h3 .badge", |t| {
+            t == "done"
+        })
         .await;
     assert_eq!(nodes, "done");
     let table = browser.text("#upgrade-nodes tbody").await.unwrap();
@@ -226,6 +259,24 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     );
     assert_eq!(String::from_utf8_lossy(&nodes.stdout).lines().count(), 3);
 
+    // The talosconfig form issues a certificate of Drover's Talos API proxy for this user.
+    let talosconfig = browser
+        .client()
+        .execute_async(
+            "const done = arguments[0];
+             const form = document.getElementById('download-talosconfig').form;
+             fetch(form.action, { method: 'POST' }).then(r => r.text()).then(done);",
+            Vec::new(),
+        )
+        .await
+        .expect("the talosconfig downloads");
+    let talosconfig = talosconfig.as_str().expect("YAML text");
+    assert!(talosconfig.contains("contexts:"), "{talosconfig}");
+    assert!(
+        talosconfig.contains("BEGIN CERTIFICATE") || talosconfig.contains("crt:"),
+        "{talosconfig}"
+    );
+
     // Scale the workers down to one: a worker is reset and returns to the pool.
     browser.fill("#scale-workers input[name=size]", "1").await;
     browser.click("#scale-workers button[type=submit]").await;
@@ -237,7 +288,9 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     browser.fill("#confirm", "webb").await;
     browser.click("#delete-cluster button[type=submit]").await;
     browser
-        .wait_for("the refusal", "#delete-cluster .field-error", |t| t.contains("web"))
+        .wait_for("the refusal", "#delete-cluster .field-error", |t| {
+            t.contains("web")
+        })
         .await;
     browser.fill("#confirm", "web").await;
     browser.click("#delete-cluster button[type=submit]").await;
@@ -245,7 +298,9 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
         .wait_for("the cluster list", "main h1", |t| t.starts_with("Clusters"))
         .await;
     browser
-        .wait_for("the cluster gone", "main p.muted", |t| t == "No clusters yet.")
+        .wait_for("the cluster gone", "main p.muted", |t| {
+            t == "No clusters yet."
+        })
         .await;
 
     // Settings and the audit log.
@@ -256,7 +311,9 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
     browser.screenshot("12-settings").await;
     browser.click("main a[href='/settings/audit-log']").await;
     browser
-        .wait_for("the audit log", "#audit-log", |t| t.contains("cluster.create"))
+        .wait_for("the audit log", "#audit-log", |t| {
+            t.contains("cluster.create")
+        })
         .await;
     browser.screenshot("13-audit-log").await;
 
@@ -406,7 +463,10 @@ async fn the_machines_page_pages_through_ten_thousand_machines() {
     })
     .await;
     assert_eq!(page.matches("data-machine=").count(), 50);
-    assert!(page.contains("00000000-0000-0000-0000-000000004951"), "first id of page 100");
+    assert!(
+        page.contains("00000000-0000-0000-0000-000000004951"),
+        "first id of page 100"
+    );
     assert!(page.contains("Page 100 of 200"));
     // Filtered: the label filter runs in the database too.
     let filtered = http
@@ -417,7 +477,10 @@ async fn the_machines_page_pages_through_ten_thousand_machines() {
         .text()
         .await
         .unwrap();
-    assert!(filtered.contains("of 1000 machines"), "every tenth machine is in rack r7");
+    assert!(
+        filtered.contains("of 1000 machines"),
+        "every tenth machine is in rack r7"
+    );
     drover.stop().await;
 }
 
@@ -476,7 +539,10 @@ async fn a_person_in_two_tenants_switches_between_them() {
                 .json()
                 .await
                 .unwrap();
-            (me["tenant"].as_str().unwrap().to_owned(), me["role"].as_str().unwrap().to_owned())
+            (
+                me["tenant"].as_str().unwrap().to_owned(),
+                me["role"].as_str().unwrap().to_owned(),
+            )
         }
     };
     let (own, role) = me(&browser).await;
@@ -495,7 +561,15 @@ async fn a_person_in_two_tenants_switches_between_them() {
         .await
         .unwrap();
     // The header offers both.
-    let page = browser.http.get(format!("{url}/")).send().await.unwrap().text().await.unwrap();
+    let page = browser
+        .http
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("id=\"switch-tenant\""), "{page}");
     assert!(page.contains(&acme), "{page}");
 

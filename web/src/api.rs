@@ -178,12 +178,12 @@ pub async fn get_dashboard() -> Result<Dashboard, UiError> {
     let mut upgrades = Vec::new();
     for cluster in &clusters {
         *by_phase
-            .entry(drover_model::variant_name(&cluster.status.phase))
+            .entry(drover_model::variant_name(cluster.status.phase))
             .or_default() += 1;
-        if let Ok(upgrade) = drover.get_upgrade(&ctx, &cluster.spec.name).await {
-            if upgrade.state.is_active() {
-                upgrades.push(upgrade);
-            }
+        if let Ok(upgrade) = drover.get_upgrade(&ctx, &cluster.spec.name).await
+            && upgrade.state.is_active()
+        {
+            upgrades.push(upgrade);
         }
     }
     Ok(Dashboard {
@@ -452,9 +452,8 @@ pub async fn upgrade_cluster(
 #[server(prefix = "/ui/fn")]
 pub async fn set_upgrade_state(cluster: String, action: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
-    let to = drover_model::parse_variant(&action).ok_or_else(|| {
-        UiError::new(UiErrorKind::Invalid, format!("unknown action {action:?}"))
-    })?;
+    let to = drover_model::parse_variant(&action)
+        .ok_or_else(|| UiError::new(UiErrorKind::Invalid, format!("unknown action {action:?}")))?;
     drover.set_upgrade_state(&ctx, &cluster, to).await?;
     Ok(())
 }

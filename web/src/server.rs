@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use drover_model::{
-    CONTROL_PLANE_SET, ClassSize, ClusterSpec, ConfigPatch, MachineClassAllocation,
-    MachineSetSpec, Role,
+    CONTROL_PLANE_SET, ClassSize, ClusterSpec, ConfigPatch, MachineClassAllocation, MachineSetSpec,
+    Role,
 };
 use drover_service::{Credential, Drover, RequestContext};
 use futures::Stream;
@@ -254,7 +254,10 @@ async fn events(
             }
         }
         // Browsers drop events without data.
-        Some((Ok(Event::default().event("change").data("changed")), (receiver, tenant)))
+        Some((
+            Ok(Event::default().event("change").data("changed")),
+            (receiver, tenant),
+        ))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
@@ -296,12 +299,12 @@ async fn sign_out(State(state): State<WebState>, headers: HeaderMap) -> Response
         return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
     }
     let mut target = "/login".to_owned();
-    if let Some(secret) = cookie(&headers, drover_service::login::SESSION_COOKIE) {
-        if let Ok(ctx) = state.drover.authenticate(credential(&headers)).await {
-            match state.drover.logout(&ctx, secret).await {
-                Ok(out) => target = out.provider_logout_url.unwrap_or(target),
-                Err(error) => tracing::warn!(%error, "ending a session failed"),
-            }
+    if let Some(secret) = cookie(&headers, drover_service::login::SESSION_COOKIE)
+        && let Ok(ctx) = state.drover.authenticate(credential(&headers)).await
+    {
+        match state.drover.logout(&ctx, secret).await {
+            Ok(out) => target = out.provider_logout_url.unwrap_or(target),
+            Err(error) => tracing::warn!(%error, "ending a session failed"),
         }
     }
     let mut response = Redirect::to(&target).into_response();
@@ -328,7 +331,10 @@ async fn switch_tenant(
     let result = async {
         let ctx = authenticate(&state.drover, &headers, true).await?;
         let secret = cookie(&headers, drover_service::login::SESSION_COOKIE).ok_or_else(|| {
-            UiError::new(UiErrorKind::Invalid, "only a browser session can switch tenants")
+            UiError::new(
+                UiErrorKind::Invalid,
+                "only a browser session can switch tenants",
+            )
         })?;
         let to = form
             .tenant
@@ -434,16 +440,24 @@ pub(crate) fn expiry(field: &str, text: &str) -> Result<Option<DateTime<Utc>>, U
     if text.is_empty() {
         return Ok(None);
     }
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| invalid(field, format!("{text:?} is not a duration such as 30d: {e}")))?;
+    let duration = humantime::parse_duration(text).map_err(|e| {
+        invalid(
+            field,
+            format!("{text:?} is not a duration such as 30d: {e}"),
+        )
+    })?;
     let duration = chrono::Duration::from_std(duration)
         .map_err(|_| invalid(field, format!("{text:?} is too long")))?;
     Ok(Some(Utc::now() + duration))
 }
 
 pub(crate) fn role(field: &str, text: &str) -> Result<Role, UiError> {
-    text.parse()
-        .map_err(|_| invalid(field, format!("{text:?} is not a role: reader, operator or admin")))
+    text.parse().map_err(|_| {
+        invalid(
+            field,
+            format!("{text:?} is not a role: reader, operator or admin"),
+        )
+    })
 }
 
 /// The fields of the create-cluster form.
@@ -458,8 +472,12 @@ pub(crate) struct ClusterForm<'a> {
 }
 
 fn class_size(field: &str, text: &str) -> Result<ClassSize, UiError> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_owned()))
-        .map_err(|_| invalid(field, format!("{text:?} is not a number of machines or unlimited")))
+    serde_json::from_value(serde_json::Value::String(text.trim().to_owned())).map_err(|_| {
+        invalid(
+            field,
+            format!("{text:?} is not a number of machines or unlimited"),
+        )
+    })
 }
 
 /// The spec the create-cluster form describes: control planes and (optionally) workers, each
@@ -486,7 +504,11 @@ pub(crate) fn form_spec(form: &ClusterForm<'_>) -> Result<ClusterSpec, UiError> 
         name: form.name.trim().to_owned(),
         // People write versions with and without the `v`; specs hold them without.
         talos_version: form.talos_version.trim().trim_start_matches('v').to_owned(),
-        kubernetes_version: form.kubernetes_version.trim().trim_start_matches('v').to_owned(),
+        kubernetes_version: form
+            .kubernetes_version
+            .trim()
+            .trim_start_matches('v')
+            .to_owned(),
         control_plane: set(CONTROL_PLANE_SET, form.control_plane_class, control_planes),
         workers,
         patches: Vec::new(),
@@ -538,7 +560,8 @@ pub(crate) fn scale(spec: &mut ClusterSpec, set: &str, size: &str) -> Result<(),
     } else {
         spec.workers.iter_mut().find(|w| w.name == set)
     };
-    let target = target.ok_or_else(|| invalid("set", format!("there is no machine set {set:?}")))?;
+    let target =
+        target.ok_or_else(|| invalid("set", format!("there is no machine set {set:?}")))?;
     let class = target.machine_class.as_mut().ok_or_else(|| {
         invalid(
             "size",
@@ -573,7 +596,10 @@ mod tests {
         headers.insert(HOST, HeaderValue::from_static("drover.example:8080"));
         headers.insert(ORIGIN, HeaderValue::from_static("http://evil.example"));
         assert!(!same_origin(&headers));
-        headers.insert(ORIGIN, HeaderValue::from_static("http://drover.example:8080"));
+        headers.insert(
+            ORIGIN,
+            HeaderValue::from_static("http://drover.example:8080"),
+        );
         assert!(same_origin(&headers));
         headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&headers));

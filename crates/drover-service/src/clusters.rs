@@ -633,7 +633,7 @@ impl Drover {
                 labels: BTreeMap::new(),
                 locked: true,
             }),
-            None => return Ok(self.get_cluster(ctx, &cluster).await?),
+            None => return self.get_cluster(ctx, &cluster).await,
         }
         self.update_cluster(ctx, spec).await
     }

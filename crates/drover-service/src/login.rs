@@ -835,10 +835,18 @@ impl Drover {
                 .await?
                 .ok_or_else(not_yours)?;
         }
-        if !sessions::move_to(&mut *tx, ctx.tenant(), &session_hash(session_secret), to, target_user)
-            .await?
+        if !sessions::move_to(
+            &mut *tx,
+            ctx.tenant(),
+            &session_hash(session_secret),
+            to,
+            target_user,
+        )
+        .await?
         {
-            return Err(ServiceError::Unauthenticated("the session has ended".into()));
+            return Err(ServiceError::Unauthenticated(
+                "the session has ended".into(),
+            ));
         }
         users::record_login(&mut *tx, to, target_user, &user.name).await?;
         tx.commit().await.map_err(drover_store::StoreError::from)?;

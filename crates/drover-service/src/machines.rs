@@ -54,7 +54,11 @@ impl Drover {
         query: &MachineSearch,
     ) -> Result<MachineSearchPage> {
         ctx.require(Role::Reader, "listing machines")?;
-        let limit = if query.limit == 0 { DEFAULT_PAGE_SIZE } else { query.limit };
+        let limit = if query.limit == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            query.limit
+        };
         if limit > MAX_PAGE_SIZE {
             return Err(ServiceError::invalid(
                 "limit",
@@ -63,7 +67,12 @@ impl Drover {
         }
         let mut label_values = BTreeMap::new();
         let mut label_keys = Vec::new();
-        for label in query.labels.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+        for label in query
+            .labels
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+        {
             match label.split_once('=') {
                 Some((key, value)) if !key.trim().is_empty() => {
                     label_values.insert(key.trim().to_owned(), value.trim().to_owned());

@@ -137,7 +137,10 @@ pub async fn search(
     search: &Search<'_>,
 ) -> Result<(Vec<MachineRow>, i64)> {
     let pattern = search.text.map(|t| {
-        let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = t
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         format!("%{escaped}%")
     });
     let values = sqlx::types::Json(search.label_values);

@@ -785,6 +785,15 @@ fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     })
 }
 
+/// `../site` next to the droverd executable: where `scripts/build-web` puts the bundle for the
+/// binaries of the same target directory.
+fn default_web_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("site")))
+        .unwrap_or_else(|| PathBuf::from("site"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -971,13 +980,4 @@ mod tests {
         let api = s.machine_api_url("192.0.2.4:8090".parse().unwrap());
         assert_eq!(api.to_string(), "grpc://192.0.2.4:8090");
     }
-}
-
-/// `../site` next to the droverd executable: where `scripts/build-web` puts the bundle for the
-/// binaries of the same target directory.
-fn default_web_root() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("site")))
-        .unwrap_or_else(|| PathBuf::from("site"))
 }

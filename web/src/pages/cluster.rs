@@ -171,7 +171,12 @@ fn serde_yaml_text(patches: &[drover_model::ConfigPatch]) -> String {
         .iter()
         .map(|p| {
             let content: Vec<String> = p.content.lines().map(|l| format!("    {l}")).collect();
-            format!("- name: {}\n  weight: {}\n  content: |\n{}", p.name, p.weight, content.join("\n"))
+            format!(
+                "- name: {}\n  weight: {}\n  content: |\n{}",
+                p.name,
+                p.weight,
+                content.join("\n")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

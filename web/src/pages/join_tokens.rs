@@ -13,7 +13,13 @@ pub fn JoinTokens() -> impl IntoView {
     let revoke = ServerAction::<RevokeJoinToken>::new();
     let make_default = ServerAction::<MakeDefaultJoinToken>::new();
     let tokens = Resource::new(
-        move || (create.version().get(), revoke.version().get(), make_default.version().get()),
+        move || {
+            (
+                create.version().get(),
+                revoke.version().get(),
+                make_default.version().get(),
+            )
+        },
         |_| api::join_tokens(),
     );
     let created = move || match create.value().get() {

@@ -5,7 +5,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{self, RemoveMachine, SetMachineLabels, SetMachineLocked};
-use crate::components::{action_error, ago, badge, connected_badge, field_error, loaded, timestamp};
+use crate::components::{
+    action_error, ago, badge, connected_badge, field_error, loaded, timestamp,
+};
 use crate::live::use_live;
 
 #[component]
@@ -17,7 +19,14 @@ pub fn MachinePage() -> impl IntoView {
     let set_locked = ServerAction::<SetMachineLocked>::new();
     let remove = ServerAction::<RemoveMachine>::new();
     let machine = Resource::new(
-        move || (id(), live.get(), set_labels.version().get(), set_locked.version().get()),
+        move || {
+            (
+                id(),
+                live.get(),
+                set_labels.version().get(),
+                set_locked.version().get(),
+            )
+        },
         |(id, ..)| api::get_machine(id),
     );
     view! {
@@ -133,7 +142,10 @@ fn Logs(id: String) -> impl IntoView {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = (follow, set_tick);
-    let logs = Resource::new(move || (id.clone(), tick.get()), |(id, _)| api::machine_logs(id, 0));
+    let logs = Resource::new(
+        move || (id.clone(), tick.get()),
+        |(id, _)| api::machine_logs(id, 0),
+    );
     view! {
         <section class="panel">
             <h2>

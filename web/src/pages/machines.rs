@@ -49,11 +49,20 @@ fn search(params: &ParamsMap) -> MachineSearch {
 
 /// This page's URL with `changes` applied to its query string.
 fn link(params: &ParamsMap, changes: &[(&str, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = ["q", "connected", "available", "cluster", "label", "sort", "desc", "page"]
-        .iter()
-        .filter_map(|k| params.get(k).map(|v| ((*k).to_owned(), v)))
-        .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
-        .collect();
+    let mut pairs: Vec<(String, String)> = [
+        "q",
+        "connected",
+        "available",
+        "cluster",
+        "label",
+        "sort",
+        "desc",
+        "page",
+    ]
+    .iter()
+    .filter_map(|k| params.get(k).map(|v| ((*k).to_owned(), v)))
+    .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+    .collect();
     pairs.extend(changes.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let query: Vec<String> = pairs
         .into_iter()
@@ -70,7 +79,9 @@ fn link(params: &ParamsMap, changes: &[(&str, String)]) -> String {
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -94,7 +105,14 @@ pub fn Machines() -> impl IntoView {
             &params,
             &[
                 ("sort", drover_model::variant_name(sort)),
-                ("desc", if descending { "1".into() } else { String::new() }),
+                (
+                    "desc",
+                    if descending {
+                        "1".into()
+                    } else {
+                        String::new()
+                    },
+                ),
                 ("page", String::new()),
             ],
         );
