@@ -301,3 +301,12 @@ pub async fn browser_login(browser: &Browser, drover_url: &str, email: &str) -> 
     );
     submit_login_form(browser, form, email).await
 }
+
+/// Multi-tenant mode (a first login signs the person up) with the built-in plans.
+pub fn multi_tenant() -> drover_service::Tenancy {
+    let mode = drover_service::TenancyMode::MultiTenant;
+    drover_service::Tenancy {
+        mode,
+        plans: drover_service::Plans::new(mode, None, None).expect("the built-in plans"),
+    }
+}

@@ -545,13 +545,9 @@ async fn tenant_count(drover: &TestDrover) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_tenant_sign_up_creates_a_tenant_per_person_on_the_default_plan() {
     let pending = OidcProvider::listen().await;
-    let mode = drover_service::TenancyMode::MultiTenant;
     let drover = TestDrover::start_with(Extra {
         oidc: Some(login_settings(pending.issuer(), &[])),
-        tenancy: Some(drover_service::Tenancy {
-            mode,
-            plans: drover_service::Plans::new(mode, None, None).unwrap(),
-        }),
+        tenancy: Some(drover_e2e::oidc::multi_tenant()),
         ..Extra::default()
     })
     .await;

@@ -325,6 +325,21 @@ async fn a_user_signs_in_joins_machines_and_creates_and_upgrades_a_cluster_in_th
         .await;
     browser.screenshot("14-dashboard-phone").await;
 
+    // Signing out ends the session (then the provider's own logout page shows).
+    browser.click("form[action='/ui/sign-out'] button").await;
+    eventually("the session to end", PAGE_LIMIT, || async {
+        let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(drover.pool())
+            .await
+            .ok()?;
+        (sessions == 0).then_some(())
+    })
+    .await;
+    browser.goto(&format!("{url}/machines")).await;
+    browser
+        .wait_for("signed out", ".notice", |t| t.contains("not signed in"))
+        .await;
+
     browser.close().await;
     cancel.cancel();
     running.await.unwrap();
@@ -510,13 +525,9 @@ async fn a_person_in_two_tenants_switches_between_them() {
     use drover_e2e::oidc::{Browser, browser_login};
     const ANA: &str = "ana@example.com";
     let pending = OidcProvider::listen().await;
-    let mode = drover_service::TenancyMode::MultiTenant;
     let drover = TestDrover::start_with(Extra {
         oidc: Some(login_settings(pending.issuer(), &[])),
-        tenancy: Some(drover_service::Tenancy {
-            mode,
-            plans: drover_service::Plans::new(mode, None, None).unwrap(),
-        }),
+        tenancy: Some(drover_e2e::oidc::multi_tenant()),
         ..Extra::default()
     })
     .await;

@@ -128,3 +128,15 @@ pub fn Copyable(#[prop(into)] label: String, #[prop(into)] text: String) -> impl
         </div>
     }
 }
+
+/// `text` percent-encoded for a URL's query string.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{UiError, UiErrorKind};
 use crate::app::{App, shell};
+use crate::components::url_encode;
 
 /// The cookie holding the API token a browser signed in with (when there is no OpenID login).
 pub const TOKEN_COOKIE: &str = "drover_token";
@@ -348,17 +349,6 @@ async fn switch_tenant(
         Ok(()) => Redirect::to("/").into_response(),
         Err(error) => (error_status(error.kind), error.message).into_response(),
     }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A kubeconfig for the cluster through Drover's Kubernetes proxy, authenticated by the `drover`

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_query_map;
 use leptos_router::params::ParamsMap;
 
 use crate::api;
-use crate::components::{ago, badge, connected_badge, loaded};
+use crate::components::{ago, badge, connected_badge, loaded, url_encode};
 use crate::live::use_live;
 
 const PAGE_SIZE: u32 = 50;
@@ -67,24 +67,13 @@ fn link(params: &ParamsMap, changes: &[(&str, String)]) -> String {
     let query: Vec<String> = pairs
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", encode(&v)))
+        .map(|(k, v)| format!("{k}={}", url_encode(&v)))
         .collect();
     if query.is_empty() {
         "/machines".into()
     } else {
         format!("/machines?{}", query.join("&"))
     }
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[component]
