@@ -50,6 +50,10 @@ pub struct Extra {
     pub tenancy: Option<drover_service::Tenancy>,
     /// `--allow-break-glass`.
     pub allow_break_glass: bool,
+    /// How the HTTP API is served; default plain HTTP.
+    pub http_tls: Option<droverd::settings::HttpTls>,
+    /// The operator's certificate files for the Kubernetes proxy; default Drover's own CA.
+    pub kube_proxy_tls: Option<droverd::settings::TlsFiles>,
 }
 
 impl TestDrover {
@@ -111,13 +115,15 @@ impl TestDrover {
         &self.admin_token
     }
 
+    /// The HTTP API's URL (`https://` when it serves TLS).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.server().http_addr())
+        self.server().http_url()
     }
 
-    /// A REST client with the admin token.
+    /// A REST client with the admin token (trusting droverd's self-signed HTTP CA, if any).
     pub fn client(&self) -> Client {
-        Client::new(&self.http_url(), Some(self.admin_token.clone())).expect("client")
+        let ca = self.server().http_ca().map(|ca| ca.pem.as_bytes());
+        Client::with_ca(&self.http_url(), Some(self.admin_token.clone()), ca).expect("client")
     }
 
     /// A REST client with no token.
@@ -240,12 +246,16 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
     Settings {
         data_dir: PathBuf::from(data_dir),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_tls: extra
+            .http_tls
+            .clone()
+            .unwrap_or(droverd::settings::HttpTls::Off),
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_tls: extra.machine_api_tls.clone(),
         kube_proxy: droverd::settings::KubeProxySettings {
             addr: "127.0.0.1:0".parse().expect("addr"),
             url: None,
-            tls: None,
+            tls: extra.kube_proxy_tls.clone(),
         },
         talos_proxy: droverd::settings::TalosProxySettings {
             addr: "127.0.0.1:0".parse().expect("addr"),

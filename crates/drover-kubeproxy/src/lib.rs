@@ -13,8 +13,6 @@
 //!   port-forward) are not passed on yet.
 //! - Every request that is not a read is recorded in the audit log with its outcome.
 
-mod tls;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +32,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-
-pub use tls::{ProxyTls, TlsError};
 
 /// The port the proxy listens on unless configured.
 pub const DEFAULT_PORT: u16 = 8095;

@@ -1,6 +1,7 @@
 //! droverd as a library, so tests start the whole server in-process.
 
 pub mod datadir;
+pub mod https;
 pub mod keys;
 pub mod server;
 pub mod settings;

@@ -43,7 +43,15 @@ async fn run() -> Result<()> {
                 .display()
         );
     }
-    println!("Drover is listening on http://{}", server.http_addr());
+    println!("Drover is listening on {}", server.http_url());
+    if let Some(ca) = server.http_ca() {
+        println!(
+            "Its certificate is signed by Drover's CA in {} (give it to clients: drover --ca-file {}):\n\n{}",
+            ca.path.display(),
+            ca.path.display(),
+            ca.pem.trim_end()
+        );
+    }
     println!("Machine API for nodes: {}", server.machine_api_url());
 
     let mut term = signal(SignalKind::terminate())?;

@@ -17,17 +17,24 @@ use drover_service::{Drover, Keyring, ServiceConfig};
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
 use drover_store::Store;
+use drover_tls::{CertSource, ServerTls};
 use drover_tunnel::{Hub, HubConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::datadir;
-use crate::settings::{Database, Settings};
+use crate::settings::{Database, HttpTls, Settings};
+
+/// The directory of the data dir holding the self-signed HTTP certificate's CA.
+const HTTP_TLS_DIR: &str = "http-tls";
 
 /// A running droverd.
 pub struct Server {
     http_addr: SocketAddr,
+    /// The CA clients of the HTTP API trust, when droverd made it (`--http-tls self-signed`).
+    http_ca: Option<HttpCa>,
+    http_tls: bool,
     machine_api_addr: SocketAddr,
     kube_proxy_addr: SocketAddr,
     talos_proxy_addr: SocketAddr,
@@ -39,6 +46,13 @@ pub struct Server {
     cancel: CancellationToken,
     tasks: TaskTracker,
     postgres: Option<PrivatePostgres>,
+}
+
+/// The CA of a self-signed HTTP certificate: where it is kept and its PEM.
+#[derive(Debug, Clone)]
+pub struct HttpCa {
+    pub path: PathBuf,
+    pub pem: String,
 }
 
 #[derive(Clone)]
@@ -117,6 +131,7 @@ impl Server {
         let (talos_proxy_tls, talos_proxy_endpoint) =
             talos_proxy_tls(&settings, talos_proxy_addr).context("Talos API proxy TLS")?;
         let http_addr = http_listener.local_addr()?;
+        let http_tls = http_server_tls(&settings, http_addr).context("HTTP TLS")?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
 
@@ -160,7 +175,7 @@ impl Server {
         .with_tenancy(settings.tenancy.clone());
         let drover = match &settings.oidc {
             Some(oidc) => {
-                let login = oidc.service_settings(http_addr);
+                let login = oidc.service_settings(http_addr, settings.http_tls.is_on());
                 tracing::info!(
                     issuer = %login.issuer,
                     redirect_uri = %login.redirect_url(),
@@ -183,15 +198,32 @@ impl Server {
 
         let http = http_router(drover.clone(), listening.clone());
         let http_cancel = cancel.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(http_listener, http)
-                .with_graceful_shutdown(http_cancel.clone().cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "the HTTP server failed");
-                http_cancel.cancel();
+        let http_ca = match http_tls {
+            Some(tls) => {
+                tasks.spawn(crate::https::serve(
+                    http_listener,
+                    tls.config,
+                    http,
+                    http_cancel,
+                ));
+                matches!(settings.http_tls, HttpTls::SelfSigned { .. }).then(|| HttpCa {
+                    path: settings.data_dir.join(HTTP_TLS_DIR).join("ca.crt"),
+                    pem: tls.ca_pem,
+                })
             }
-        });
+            None => {
+                tasks.spawn(async move {
+                    let served = axum::serve(http_listener, http)
+                        .with_graceful_shutdown(http_cancel.clone().cancelled_owned())
+                        .await;
+                    if let Err(err) = served {
+                        tracing::error!(error = %err, "the HTTP server failed");
+                        http_cancel.cancel();
+                    }
+                });
+                None
+            }
+        };
 
         let mut machine_api = tonic::transport::Server::builder();
         if let Some(tls) = &settings.machine_api_tls {
@@ -232,7 +264,7 @@ impl Server {
         );
         tasks.spawn(drover_kubeproxy::serve(
             kube_proxy_listener,
-            kube_proxy_tls.server.clone(),
+            kube_proxy_tls.config.clone(),
             drover_kubeproxy::KubeProxy {
                 drover: drover.clone(),
                 hub: hub.clone(),
@@ -284,6 +316,8 @@ impl Server {
 
         Ok(Self {
             http_addr,
+            http_ca,
+            http_tls: settings.http_tls.is_on(),
             machine_api_addr,
             kube_proxy_addr,
             talos_proxy_addr,
@@ -300,6 +334,17 @@ impl Server {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The HTTP API's URL on the bound address: `https://` when it serves TLS.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.http_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
+    }
+
+    /// The CA of the HTTP API's self-signed certificate (`--http-tls self-signed`).
+    pub fn http_ca(&self) -> Option<&HttpCa> {
+        self.http_ca.as_ref()
     }
 
     pub fn machine_api_addr(&self) -> SocketAddr {
@@ -441,11 +486,8 @@ fn spawn_audit_pruning(
 
 /// The Kubernetes proxy's TLS (the operator's files, or signed by Drover's proxy CA for the
 /// names clients may use) and its URL for kubeconfigs.
-fn kube_proxy_tls(
-    settings: &Settings,
-    bound: SocketAddr,
-) -> Result<(drover_kubeproxy::ProxyTls, url::Url)> {
-    use std::net::{IpAddr, Ipv6Addr};
+fn kube_proxy_tls(settings: &Settings, bound: SocketAddr) -> Result<(ServerTls, url::Url)> {
+    use std::net::IpAddr;
     let url = match &settings.kube_proxy.url {
         Some(url) => url.clone(),
         None => {
@@ -457,29 +499,93 @@ fn kube_proxy_tls(
             format!("https://{}", SocketAddr::new(ip, bound.port())).parse()?
         }
     };
-    let tls = match &settings.kube_proxy.tls {
-        Some(files) => drover_kubeproxy::ProxyTls::from_files(&files.cert, &files.key)?,
+    let source = match &settings.kube_proxy.tls {
+        Some(files) => files_source(files),
         None => {
-            let mut names = vec!["localhost".to_owned()];
-            let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
-            match url.host() {
-                Some(url::Host::Domain(name)) => names.push(name.to_owned()),
-                Some(url::Host::Ipv4(ip)) => ips.push(ip.into()),
-                Some(url::Host::Ipv6(ip)) => ips.push(ip.into()),
-                None => {}
-            }
-            if !bound.ip().is_unspecified() {
-                ips.push(bound.ip());
-            }
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            drover_kubeproxy::ProxyTls::self_signed(
+            let names: Vec<String> = url
+                .host_str()
+                .map(|host| host.trim_matches(['[', ']']).to_owned())
+                .into_iter()
+                .collect();
+            self_signed(
                 &settings.data_dir.join("kube-proxy"),
+                "drover kube proxy CA",
+                "drover-kube-proxy",
+                bound,
                 &names,
-                &ips,
-            )?
+            )
         }
     };
+    // HTTP/1.1 only: watches stream as chunked responses.
+    let tls = ServerTls::new(&source, &[b"http/1.1"])?;
     Ok((tls, url))
+}
+
+/// How the HTTP API serves TLS, if it does.
+fn http_server_tls(settings: &Settings, bound: SocketAddr) -> Result<Option<ServerTls>> {
+    let source = match &settings.http_tls {
+        HttpTls::Off => return Ok(None),
+        HttpTls::Files(files) => files_source(files),
+        HttpTls::SelfSigned { names } => {
+            let mut names = names.clone();
+            if let Some(host) = settings
+                .oidc
+                .as_ref()
+                .and_then(|o| o.public_url.as_ref())
+                .and_then(url::Url::host_str)
+            {
+                names.push(host.trim_matches(['[', ']']).to_owned());
+            }
+            self_signed(
+                &settings.data_dir.join(HTTP_TLS_DIR),
+                "drover HTTP API CA",
+                "droverd",
+                bound,
+                &names,
+            )
+        }
+    };
+    Ok(Some(ServerTls::new(&source, crate::https::ALPN)?))
+}
+
+/// The operator's certificate files, re-read when they change.
+fn files_source(files: &crate::settings::TlsFiles) -> CertSource {
+    CertSource::Files {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+    }
+}
+
+/// A certificate signed by the CA in `dir` for localhost, the loopback addresses, the bound
+/// address (unless unspecified) and `extra` names (IP addresses or DNS names).
+fn self_signed(
+    dir: &std::path::Path,
+    ca_name: &str,
+    leaf_name: &str,
+    bound: SocketAddr,
+    extra: &[String],
+) -> CertSource {
+    use std::net::{IpAddr, Ipv6Addr};
+    let mut dns_names = vec!["localhost".to_owned()];
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
+    if !bound.ip().is_unspecified() {
+        ips.push(bound.ip());
+    }
+    for name in extra {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns_names.push(name.clone()),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    CertSource::SelfSigned {
+        dir: dir.to_owned(),
+        ca_name: ca_name.to_owned(),
+        leaf_name: leaf_name.to_owned(),
+        dns_names,
+        ips,
+    }
 }
 
 /// The Talos API proxy's TLS (its CA in `<data-dir>/talos-proxy`, a serving certificate for the
