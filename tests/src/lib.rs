@@ -250,6 +250,7 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             .http_tls
             .clone()
             .unwrap_or(droverd::settings::HttpTls::Off),
+        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_tls: extra.machine_api_tls.clone(),
         kube_proxy: droverd::settings::KubeProxySettings {

@@ -27,18 +27,23 @@ struct Droverd {
 
 /// Starts droverd and reads its stdout up to the machine API line.
 async fn start_droverd(data_dir: &std::path::Path) -> Droverd {
-    start_droverd_with(data_dir, &[]).await
+    start_droverd_with(data_dir, &[], "warn").await
 }
 
-/// Starts droverd with more flags and reads its stdout up to the machine API line.
-async fn start_droverd_with(data_dir: &std::path::Path, flags: &[&str]) -> Droverd {
+/// Starts droverd with more flags and the log filter `rust_log`, and reads its stdout up to the
+/// machine API line.
+async fn start_droverd_with(data_dir: &std::path::Path, flags: &[&str], rust_log: &str) -> Droverd {
     let mut child = Command::new(bin("droverd"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--machine-api-addr", "127.0.0.1:0"])
         .args(flags)
         .env("DROVER_HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
+        .env("DROVER_METRICS_ADDR", "127.0.0.1:0")
+        .env("DROVER_KUBE_PROXY_ADDR", "127.0.0.1:0")
+        .env("DROVER_TALOS_PROXY_ADDR", "127.0.0.1:0")
+        .env("DROVER_WIREGUARD_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", rust_log)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -440,7 +445,23 @@ fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_signed_https_droverd_prints_its_ca_and_the_cli_trusts_it() {
     let data = tempfile::tempdir().unwrap();
-    let droverd = start_droverd_with(data.path(), &["--http-tls", "self-signed"]).await;
+    let droverd = start_droverd_with(
+        data.path(),
+        &["--http-tls", "self-signed", "--log-format", "json"],
+        "info",
+    )
+    .await;
+    let logs: Vec<serde_json::Value> = droverd
+        .printed
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each log line is one JSON object"))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "droverd is ready"),
+        "JSON logs: {logs:?}"
+    );
     assert!(
         droverd.http.starts_with("https://127.0.0.1:"),
         "{}",

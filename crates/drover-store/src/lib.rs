@@ -5,7 +5,7 @@
 //! establish it from a credential (`api_tokens::find_by_id`, `join_tokens::find_for_provision`,
 //! `sessions::find_active`, `service_accounts::find_key_for_auth`, `talos_client_certs::find_for_auth`, and for a multi-tenant
 //! login `users::find_*_in_any_tenant`); the operator's `tenants::list_all` and
-//! `tenants::set_plan` are not reachable from the APIs.
+//! `tenants::set_plan`, and the fleet-wide counts of `metrics`, are not reachable from the APIs.
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
@@ -20,6 +20,7 @@ pub mod join_tokens;
 pub mod logs;
 pub mod machine_classes;
 pub mod machines;
+pub mod metrics;
 pub mod service_accounts;
 pub mod sessions;
 pub mod talos_client_certs;

@@ -35,6 +35,7 @@ pub struct Server {
     /// The CA clients of the HTTP API trust, when droverd made it (`--http-tls self-signed`).
     http_ca: Option<HttpCa>,
     http_tls: bool,
+    metrics_addr: SocketAddr,
     machine_api_addr: SocketAddr,
     kube_proxy_addr: SocketAddr,
     talos_proxy_addr: SocketAddr,
@@ -131,6 +132,15 @@ impl Server {
         let (talos_proxy_tls, talos_proxy_endpoint) =
             talos_proxy_tls(&settings, talos_proxy_addr).context("Talos API proxy TLS")?;
         let http_addr = http_listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on the metrics address {}",
+                    settings.metrics_addr
+                )
+            })?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let http_tls = http_server_tls(&settings, http_addr).context("HTTP TLS")?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
@@ -196,7 +206,21 @@ impl Server {
         let tasks = TaskTracker::new();
         let listening = Arc::new(AtomicBool::new(false));
 
-        let http = http_router(drover.clone(), listening.clone());
+        let http = crate::metrics::record_latency(
+            http_router(drover.clone(), listening.clone()),
+            drover.metrics().clone(),
+        );
+        let metrics_cancel = cancel.clone();
+        let metrics = crate::metrics::router(drover.clone());
+        tasks.spawn(async move {
+            let served = axum::serve(metrics_listener, metrics)
+                .with_graceful_shutdown(metrics_cancel.clone().cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "the metrics server failed");
+                metrics_cancel.cancel();
+            }
+        });
         let http_cancel = cancel.clone();
         let http_ca = match http_tls {
             Some(tls) => {
@@ -318,6 +342,7 @@ impl Server {
             http_addr,
             http_ca,
             http_tls: settings.http_tls.is_on(),
+            metrics_addr,
             machine_api_addr,
             kube_proxy_addr,
             talos_proxy_addr,
@@ -340,6 +365,11 @@ impl Server {
     pub fn http_url(&self) -> String {
         let scheme = if self.http_tls { "https" } else { "http" };
         format!("{scheme}://{}", self.http_addr)
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// The CA of the HTTP API's self-signed certificate (`--http-tls self-signed`).

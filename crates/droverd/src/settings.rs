@@ -67,6 +67,11 @@ pub struct Args {
     )]
     pub http_tls_names: Vec<String>,
 
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP, no credential:
+    /// bind it where only your Prometheus reaches it). [default: 127.0.0.1:8097]
+    #[arg(long, env = "DROVER_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Address of the machine API that Talos nodes call to provision (plaintext h2c unless a
     /// certificate is given). [default: 0.0.0.0:8090]
     #[arg(long, env = "DROVER_MACHINE_API_ADDR", value_name = "ADDR")]
@@ -319,6 +324,7 @@ struct FileSettings {
     http_tls_cert: Option<PathBuf>,
     http_tls_key: Option<PathBuf>,
     http_tls_names: Option<Vec<String>>,
+    metrics_addr: Option<SocketAddr>,
     machine_api_addr: Option<SocketAddr>,
     machine_api_tls_cert: Option<PathBuf>,
     machine_api_tls_key: Option<PathBuf>,
@@ -372,6 +378,8 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// How the HTTP address is served: plain, the operator's files, or self-signed.
     pub http_tls: HttpTls,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     pub machine_api_addr: SocketAddr,
     pub machine_api_tls: Option<TlsFiles>,
     /// The Kubernetes proxy: where it listens, its URL for clients, the operator's TLS files.
@@ -695,6 +703,10 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("drover-data")),
             http_addr,
             http_tls,
+            metrics_addr: args
+                .metrics_addr
+                .or(file.metrics_addr)
+                .unwrap_or_else(|| "127.0.0.1:8097".parse().expect("valid")),
             machine_api_addr: args
                 .machine_api_addr
                 .or(file.machine_api_addr)
