@@ -81,6 +81,24 @@ impl TestDrover {
         }
     }
 
+    /// Starts droverd on a data dir that already holds a database (e.g. one restored from a
+    /// backup) in which `admin_token` is an admin API token.
+    pub async fn start_on(data_dir: tempfile::TempDir, admin_token: String, extra: Extra) -> Self {
+        let server = Server::start(settings(data_dir.path(), &extra))
+            .await
+            .expect("droverd starts");
+        assert!(
+            server.initial_admin_token().is_none(),
+            "a data dir with a database gets no new admin token"
+        );
+        Self {
+            server: Some(server),
+            data_dir,
+            admin_token,
+            extra,
+        }
+    }
+
     /// Stops droverd (and its PostgreSQL) and starts it again on the same data dir.
     pub async fn restart(&mut self) {
         let server = self.server.take().expect("running");

@@ -121,6 +121,21 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// Whether the database at `database_url` holds Drover's tables already, read without
+    /// migrating or changing anything (an error: it cannot be reached).
+    pub async fn has_schema(database_url: &str) -> Result<bool> {
+        use sqlx::Connection as _;
+        let options: PgConnectOptions = database_url.parse().map_err(StoreError::Connect)?;
+        let mut connection = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(StoreError::Connect)?;
+        let found: bool = sqlx::query_scalar("SELECT to_regclass('public.tenants') IS NOT NULL")
+            .fetch_one(&mut connection)
+            .await?;
+        connection.close().await?;
+        Ok(found)
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

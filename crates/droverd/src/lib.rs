@@ -1,5 +1,6 @@
 //! droverd as a library, so tests start the whole server in-process.
 
+pub mod backup;
 pub mod datadir;
 pub mod https;
 pub mod keys;

@@ -283,6 +283,20 @@ pub enum Command {
     /// Manage tenants and their plans (operator commands, straight on the database).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Write the database to a file with pg_dump (custom format), while droverd runs. The
+    /// key-encryption key (<data-dir>/master.key) is not in it: back it up apart.
+    Backup {
+        /// The archive to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup into a fresh data dir or an empty database (droverd stopped); put the
+    /// key-encryption key back in <data-dir>/master.key (or --master-key) too.
+    Restore {
+        /// The archive `droverd backup` wrote.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
