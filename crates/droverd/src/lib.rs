@@ -5,6 +5,7 @@ pub mod datadir;
 pub mod https;
 pub mod keys;
 pub mod metrics;
+pub mod reference;
 pub mod server;
 pub mod settings;
 pub mod tenant;

@@ -73,6 +73,7 @@ async fn maintenance(settings: &Settings, command: &Command) -> Result<()> {
                 kek_location(settings)
             );
         }
+        Command::ConfigReference => print!("{}", droverd::reference::markdown()),
         Command::Restore { file } => {
             droverd::backup::restore(settings, file).await?;
             println!(

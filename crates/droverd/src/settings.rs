@@ -35,7 +35,7 @@ pub struct Args {
     /// signs the serving certificate; clients trust its ca.crt) or `off` (plain HTTP). With
     /// --http-tls-cert and --http-tls-key, those files are served instead. [default: off on a
     /// loopback address; any other address needs TLS or an explicit `off`]
-    #[arg(long, env = "DROVER_HTTP_TLS", value_enum)]
+    #[arg(long, env = "DROVER_HTTP_TLS", value_enum, value_name = "MODE")]
     pub http_tls: Option<HttpTlsMode>,
 
     /// PEM certificate chain for the HTTP address, re-read whenever it changes.
@@ -163,7 +163,7 @@ pub struct Args {
     pub database_url: Option<String>,
 
     /// Log format. [default: text]
-    #[arg(long, env = "DROVER_LOG_FORMAT", value_enum)]
+    #[arg(long, env = "DROVER_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
     /// The key-encryption key (32 bytes, standard base64) that wraps the data keys sealing
@@ -225,7 +225,7 @@ pub struct Args {
     /// `single-tenant` (one organisation, the self-hosted default) or `multi-tenant` (a first
     /// login of a person who is no user anywhere creates a tenant on the default plan).
     /// [default: single-tenant]
-    #[arg(long, env = "DROVER_TENANCY", value_enum)]
+    #[arg(long, env = "DROVER_TENANCY", value_enum, value_name = "MODE")]
     pub tenancy: Option<TenancyArg>,
 
     /// TOML file of plans (`[plans.NAME]` with `machines`, `clusters`, `users`,
@@ -290,6 +290,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Print the configuration reference (Markdown): every setting with its flag, environment
+    /// variable, settings-file key and default, and these commands.
+    ConfigReference,
     /// Restore a backup into a fresh data dir or an empty database (droverd stopped); put the
     /// key-encryption key back in <data-dir>/master.key (or --master-key) too.
     Restore {
