@@ -31,9 +31,9 @@ pub struct Args {
     #[arg(long, env = "DROVER_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
 
-    /// TLS on the HTTP address: `self-signed` (a CA Drover makes once in <data-dir>/http-tls
-    /// signs the serving certificate; clients trust its ca.crt) or `off` (plain HTTP). With
-    /// --http-tls-cert and --http-tls-key, those files are served instead. [default: off on a
+    /// TLS on the HTTP address: `files` (--http-tls-cert and --http-tls-key), `self-signed` (a
+    /// CA Drover makes once in <data-dir>/http-tls signs the serving certificate; clients trust
+    /// its ca.crt) or `off` (plain HTTP). [default: `files` when they are given, else off on a
     /// loopback address; any other address needs TLS or an explicit `off`]
     #[arg(long, env = "DROVER_HTTP_TLS", value_enum, value_name = "MODE")]
     pub http_tls: Option<HttpTlsMode>,
@@ -254,6 +254,8 @@ pub struct Args {
 pub enum HttpTlsMode {
     /// Plain HTTP.
     Off,
+    /// The operator's certificate files.
+    Files,
     /// A certificate signed by a CA Drover makes in <data-dir>/http-tls.
     SelfSigned,
 }
@@ -563,6 +565,8 @@ pub enum SettingsError {
          or the other"
     )]
     HttpTlsTwice(&'static str),
+    #[error("http-tls files needs both http-tls-cert and http-tls-key")]
+    HttpTlsFiles,
     #[error("http-tls-names: only a self-signed certificate (--http-tls self-signed) takes names")]
     HttpTlsNamesWithoutSelfSigned,
     #[error("kube-proxy-url: {0:?} is not an https:// URL")]
@@ -825,14 +829,18 @@ fn http_tls(
     names: Vec<String>,
 ) -> Result<HttpTls, SettingsError> {
     let tls = match (mode, cert, key) {
-        (None, Some(cert), Some(key)) => HttpTls::Files(TlsFiles { cert, key }),
+        (None | Some(HttpTlsMode::Files), Some(cert), Some(key)) => {
+            HttpTls::Files(TlsFiles { cert, key })
+        }
         (Some(mode), Some(_), Some(_)) => {
             return Err(SettingsError::HttpTlsTwice(match mode {
                 HttpTlsMode::Off => "off",
-                HttpTlsMode::SelfSigned => "self-signed",
+                _ => "self-signed",
             }));
         }
-        (_, Some(_), None) | (_, None, Some(_)) => return Err(SettingsError::TlsPair),
+        (_, Some(_), None) | (_, None, Some(_)) | (Some(HttpTlsMode::Files), None, None) => {
+            return Err(SettingsError::HttpTlsFiles);
+        }
         (Some(HttpTlsMode::SelfSigned), None, None) => HttpTls::SelfSigned {
             names: names.clone(),
         },
@@ -1056,6 +1064,15 @@ mod tests {
             matches!(err, SettingsError::HttpTlsTwice("self-signed")),
             "{err}"
         );
+        let err = Settings::resolve(args(&["--http-tls", "files"])).unwrap_err();
+        assert!(matches!(err, SettingsError::HttpTlsFiles), "{err}");
+        let s = Settings::resolve(args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--http-tls",
+            "files",
+        ]));
+        assert!(matches!(s.unwrap().http_tls, HttpTls::Files(_)));
         let err = Settings::resolve(args(&["--http-tls-names", "x"])).unwrap_err();
         assert!(
             matches!(err, SettingsError::HttpTlsNamesWithoutSelfSigned),
