@@ -54,6 +54,8 @@ pub struct Extra {
     pub http_tls: Option<droverd::settings::HttpTls>,
     /// The operator's certificate files for the Kubernetes proxy; default Drover's own CA.
     pub kube_proxy_tls: Option<droverd::settings::TlsFiles>,
+    /// Another droverd's database (a replica of it); default a private PostgreSQL.
+    pub database_url: Option<String>,
 }
 
 impl TestDrover {
@@ -97,6 +99,25 @@ impl TestDrover {
             admin_token,
             extra,
         }
+    }
+
+    /// Another replica of this droverd: its own data dir with this one's key-encryption key,
+    /// on this one's database.
+    pub async fn start_replica(&self, extra: Extra) -> Self {
+        let data_dir = tempfile::Builder::new()
+            .prefix("drover-e2e-replica-")
+            .tempdir()
+            .expect("temp dir");
+        let kek = drover_service::secrets::KEK_FILE;
+        std::fs::copy(self.data_dir().join(kek), data_dir.path().join(kek))
+            .expect("the key-encryption key is shared");
+        let url = drover_postgres::PrivatePostgres::url_for(&self.data_dir().join("postgres"))
+            .expect("the database URL");
+        let extra = Extra {
+            database_url: Some(url),
+            ..extra
+        };
+        Self::start_on(data_dir, self.admin_token.clone(), extra).await
     }
 
     /// Stops droverd (and its PostgreSQL) and starts it again on the same data dir.
@@ -285,11 +306,14 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             .wireguard_addr
             .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
         advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),
-        database: Database::Private {
-            extra_settings: vec![
-                ("fsync".into(), "off".into()),
-                ("shared_buffers".into(), "16MB".into()),
-            ],
+        database: match &extra.database_url {
+            Some(url) => Database::Url(url.clone()),
+            None => Database::Private {
+                extra_settings: vec![
+                    ("fsync".into(), "off".into()),
+                    ("shared_buffers".into(), "16MB".into()),
+                ],
+            },
         },
         log_format: LogFormat::Text,
         dataplane: extra.dataplane.clone().unwrap_or_else(test_dataplane),
@@ -318,6 +342,7 @@ pub fn test_dataplane() -> DataPlaneConfig {
         liveness_interval: Duration::from_millis(200),
         last_seen_refresh: Duration::from_secs(60),
         peer_resync_interval: Duration::from_secs(2),
+        replica_timeout: Duration::from_secs(6),
     }
 }
 

@@ -65,9 +65,9 @@ pub fn start(
     tasks: &TaskTracker,
 ) {
     let reconciler = Reconciler {
+        owner: drover.replica(),
         drover,
         api,
-        owner: uuid::Uuid::new_v4(),
         config,
         keyring,
     };

@@ -88,6 +88,8 @@ pub struct Drover {
     oidc: Option<std::sync::Arc<login::Oidc>>,
     tenancy: std::sync::Arc<Tenancy>,
     metrics: Metrics,
+    /// This process among the replicas sharing the database.
+    replica: uuid::Uuid,
 }
 
 impl Drover {
@@ -99,6 +101,7 @@ impl Drover {
             oidc: None,
             tenancy: std::sync::Arc::new(Tenancy::default()),
             metrics: Metrics::default(),
+            replica: uuid::Uuid::new_v4(),
         }
     }
 
@@ -106,6 +109,12 @@ impl Drover {
     pub fn with_peer_sink(mut self, sink: std::sync::Arc<dyn PeerSink>) -> Self {
         self.peers = Some(sink);
         self
+    }
+
+    /// This replica's id: it holds its machines' tunnels and its reconciler's cluster leases
+    /// under it.
+    pub fn replica(&self) -> uuid::Uuid {
+        self.replica
     }
 
     pub fn store(&self) -> &Store {

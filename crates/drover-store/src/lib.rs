@@ -21,6 +21,7 @@ pub mod logs;
 pub mod machine_classes;
 pub mod machines;
 pub mod metrics;
+pub mod replicas;
 pub mod service_accounts;
 pub mod sessions;
 pub mod talos_client_certs;

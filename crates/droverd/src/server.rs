@@ -44,6 +44,8 @@ pub struct Server {
     data_dir: PathBuf,
     drover: Drover,
     dataplane: DataPlane,
+    /// When a replica that stopped beating is gone.
+    replica_timeout: std::time::Duration,
     cancel: CancellationToken,
     tasks: TaskTracker,
     postgres: Option<PrivatePostgres>,
@@ -351,6 +353,7 @@ impl Server {
             data_dir: settings.data_dir,
             drover,
             dataplane,
+            replica_timeout: settings.dataplane.replica_timeout,
             cancel,
             tasks,
             postgres: None,
@@ -424,6 +427,9 @@ impl Server {
         self.cancel.cancel();
         self.tasks.wait().await;
         self.dataplane.hub().shutdown().await;
+        if let Err(err) = self.drover.leave_replicas(self.replica_timeout).await {
+            tracing::warn!(error = %err, "leaving the replicas failed; others remove this one after the replica timeout");
+        }
         self.drover.store().close().await;
         if let Some(pg) = self.postgres {
             pg.stop().await.context("stopping the private PostgreSQL")?;

@@ -157,6 +157,12 @@ pub struct Args {
     #[arg(long, env = "DROVER_LIVENESS_THRESHOLD", value_name = "DURATION")]
     pub liveness_threshold: Option<humantime::Duration>,
 
+    /// A replica (droverd sharing the database with others) that has not refreshed its
+    /// heartbeat for this long is gone: the others disconnect the machines whose tunnels it
+    /// held. [default: 30s]
+    #[arg(long, env = "DROVER_REPLICA_TIMEOUT", value_name = "DURATION")]
+    pub replica_timeout: Option<humantime::Duration>,
+
     /// PostgreSQL URL. Without one, droverd runs a private PostgreSQL in <data-dir>/postgres.
     /// `DATABASE_URL` is read too.
     #[arg(long, env = "DROVER_DATABASE_URL", value_name = "URL")]
@@ -359,6 +365,8 @@ struct FileSettings {
     database_url: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     liveness_threshold: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    replica_timeout: Option<std::time::Duration>,
     log_format: Option<LogFormat>,
     master_key: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -759,6 +767,13 @@ impl Settings {
                     .or(file.liveness_threshold)
                 {
                     dp.liveness_threshold = t;
+                }
+                if let Some(t) = args
+                    .replica_timeout
+                    .map(Into::into)
+                    .or(file.replica_timeout)
+                {
+                    dp.replica_timeout = t;
                 }
                 dp
             },
