@@ -212,25 +212,19 @@ impl Server {
             http_router(drover.clone(), listening.clone()),
             drover.metrics().clone(),
         );
-        let metrics_cancel = cancel.clone();
-        let metrics = crate::metrics::router(drover.clone());
-        tasks.spawn(async move {
-            let served = axum::serve(metrics_listener, metrics)
-                .with_graceful_shutdown(metrics_cancel.clone().cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "the metrics server failed");
-                metrics_cancel.cancel();
-            }
-        });
-        let http_cancel = cancel.clone();
+        spawn_plain_http(
+            &tasks,
+            metrics_listener,
+            crate::metrics::router(drover.clone()),
+            cancel.clone(),
+        );
         let http_ca = match http_tls {
             Some(tls) => {
                 tasks.spawn(crate::https::serve(
                     http_listener,
                     tls.config,
                     http,
-                    http_cancel,
+                    cancel.clone(),
                 ));
                 matches!(settings.http_tls, HttpTls::SelfSigned { .. }).then(|| HttpCa {
                     path: settings.data_dir.join(HTTP_TLS_DIR).join("ca.crt"),
@@ -238,15 +232,7 @@ impl Server {
                 })
             }
             None => {
-                tasks.spawn(async move {
-                    let served = axum::serve(http_listener, http)
-                        .with_graceful_shutdown(http_cancel.clone().cancelled_owned())
-                        .await;
-                    if let Err(err) = served {
-                        tracing::error!(error = %err, "the HTTP server failed");
-                        http_cancel.cancel();
-                    }
-                });
+                spawn_plain_http(&tasks, http_listener, http, cancel.clone());
                 None
             }
         };
@@ -439,6 +425,25 @@ impl Server {
     }
 }
 
+/// Serves `router` over plain HTTP on `listener` until `cancel`; a failure stops droverd.
+fn spawn_plain_http(
+    tasks: &TaskTracker,
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) {
+    tasks.spawn(async move {
+        let addr = listener.local_addr().ok();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, ?addr, "an HTTP server failed");
+            cancel.cancel();
+        }
+    });
+}
+
 fn http_router(drover: Drover, listening: Arc<AtomicBool>) -> Router {
     let health = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -592,8 +597,7 @@ fn files_source(files: &crate::settings::TlsFiles) -> CertSource {
     }
 }
 
-/// A certificate signed by the CA in `dir` for localhost, the loopback addresses, the bound
-/// address (unless unspecified) and `extra` names (IP addresses or DNS names).
+/// A certificate signed by the CA in `dir` for the [`serving_names`].
 fn self_signed(
     dir: &std::path::Path,
     ca_name: &str,
@@ -601,6 +605,20 @@ fn self_signed(
     bound: SocketAddr,
     extra: &[String],
 ) -> CertSource {
+    let (dns_names, ips) = serving_names(bound, extra);
+    CertSource::SelfSigned {
+        dir: dir.to_owned(),
+        ca_name: ca_name.to_owned(),
+        leaf_name: leaf_name.to_owned(),
+        dns_names,
+        ips,
+    }
+}
+
+/// The DNS names and IP addresses a serving certificate names: localhost, the loopback
+/// addresses, the bound address (unless unspecified) and `extra` names (IP addresses or DNS
+/// names).
+fn serving_names(bound: SocketAddr, extra: &[String]) -> (Vec<String>, Vec<std::net::IpAddr>) {
     use std::net::{IpAddr, Ipv6Addr};
     let mut dns_names = vec!["localhost".to_owned()];
     let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
@@ -615,13 +633,7 @@ fn self_signed(
     }
     ips.sort();
     ips.dedup();
-    CertSource::SelfSigned {
-        dir: dir.to_owned(),
-        ca_name: ca_name.to_owned(),
-        leaf_name: leaf_name.to_owned(),
-        dns_names,
-        ips,
-    }
+    (dns_names, ips)
 }
 
 /// The Talos API proxy's TLS (its CA in `<data-dir>/talos-proxy`, a serving certificate for the
@@ -630,7 +642,7 @@ fn talos_proxy_tls(
     settings: &Settings,
     bound: SocketAddr,
 ) -> Result<(drover_talosproxy::ProxyTls, String)> {
-    use std::net::{IpAddr, Ipv6Addr};
+    use std::net::IpAddr;
     let endpoint = match &settings.talos_proxy.endpoint {
         Some(endpoint) => endpoint.clone(),
         None => {
@@ -642,18 +654,12 @@ fn talos_proxy_tls(
             SocketAddr::new(ip, bound.port()).to_string()
         }
     };
-    let mut names = vec!["localhost".to_owned()];
-    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
-    if let Some((host, _)) = endpoint.rsplit_once(':') {
-        let host = host.trim_matches(['[', ']']);
-        match host.parse::<IpAddr>() {
-            Ok(ip) => ips.push(ip),
-            Err(_) => names.push(host.to_owned()),
-        }
-    }
-    if !bound.ip().is_unspecified() {
-        ips.push(bound.ip());
-    }
+    let host: Vec<String> = endpoint
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_matches(['[', ']']).to_owned())
+        .into_iter()
+        .collect();
+    let (names, ips) = serving_names(bound, &host);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let tls =
         drover_talosproxy::ProxyTls::new(&settings.data_dir.join("talos-proxy"), &names, &ips)?;
