@@ -1,4 +1,5 @@
-//! The HTTP API over TLS: axum's router behind rustls, HTTP/1.1 and HTTP/2 (gRPC) by ALPN.
+//! TLS for droverd's own listeners: the HTTP API (axum's router behind rustls, HTTP/1.1 and
+//! HTTP/2 by ALPN) and the machine API's connections (gRPC).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +9,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to finish the TLS handshake.
@@ -58,4 +60,38 @@ pub async fn serve(
         });
     }
     graceful.shutdown().await;
+}
+
+/// The TLS connections accepted on `listener` until `cancel`, each handshake on its own task
+/// (a slow client holds up no other); failed handshakes are dropped.
+pub fn tls_incoming(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cancel: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    let acceptor = TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                () = cancel.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the machine API could not accept a connection");
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, sender) = (acceptor.clone(), sender.clone());
+            tokio::spawn(async move {
+                if let Ok(Ok(stream)) =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    let _ = sender.send(Ok(stream)).await;
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }

@@ -237,19 +237,13 @@ impl Server {
             }
         };
 
-        let mut machine_api = tonic::transport::Server::builder();
-        if let Some(tls) = &settings.machine_api_tls {
-            let cert = std::fs::read(&tls.cert)
-                .with_context(|| format!("cannot read {}", tls.cert.display()))?;
-            let key = std::fs::read(&tls.key)
-                .with_context(|| format!("cannot read {}", tls.key.display()))?;
-            machine_api = machine_api
-                .tls_config(
-                    tonic::transport::ServerTlsConfig::new()
-                        .identity(tonic::transport::Identity::from_pem(cert, key)),
-                )
-                .context("machine API TLS configuration")?;
-        }
+        // gRPC needs HTTP/2, which TLS clients (Talos's grpc-go) ask for by ALPN.
+        let machine_api_tls = settings
+            .machine_api_tls
+            .as_ref()
+            .map(|files| ServerTls::new(&files_source(files), &[b"h2"]))
+            .transpose()
+            .context("machine API TLS")?;
         let dataplane = drover_dataplane::start(
             hub.clone(),
             drover.clone(),
@@ -294,20 +288,23 @@ impl Server {
             },
             cancel.clone(),
         ));
-        let machine_router = machine_api
+        let machine_router = tonic::transport::Server::builder()
             .add_service(drover_grpc::provision_service(drover.clone()))
             .add_service(dataplane.grpc_carrier().into_service());
-        let machine_cancel = cancel.clone();
-        tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(machine_listener);
-            let served = machine_router
-                .serve_with_incoming_shutdown(incoming, machine_cancel.clone().cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "the machine API server failed");
-                machine_cancel.cancel();
-            }
-        });
+        match machine_api_tls {
+            Some(tls) => spawn_grpc(
+                &tasks,
+                machine_router,
+                crate::https::tls_incoming(machine_listener, tls.config, cancel.clone()),
+                cancel.clone(),
+            ),
+            None => spawn_grpc(
+                &tasks,
+                machine_router,
+                tokio_stream::wrappers::TcpListenerStream::new(machine_listener),
+                cancel.clone(),
+            ),
+        }
         if drover.oidc_settings().is_some() {
             // Early, so a wrong issuer shows in the log at start; logins retry it anyway.
             let discover = drover.clone();
@@ -439,6 +436,35 @@ fn spawn_plain_http(
             .await;
         if let Err(err) = served {
             tracing::error!(error = %err, ?addr, "an HTTP server failed");
+            cancel.cancel();
+        }
+    });
+}
+
+/// Serves the gRPC `router` on the connections `incoming` until `cancel`; a failure stops
+/// droverd.
+fn spawn_grpc<I, IO, E>(
+    tasks: &TaskTracker,
+    router: tonic::transport::server::Router,
+    incoming: I,
+    cancel: CancellationToken,
+) where
+    I: tokio_stream::Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tasks.spawn(async move {
+        let served = router
+            .serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "the machine API server failed");
             cancel.cancel();
         }
     });

@@ -77,7 +77,8 @@ pub struct Args {
     #[arg(long, env = "DROVER_MACHINE_API_ADDR", value_name = "ADDR")]
     pub machine_api_addr: Option<SocketAddr>,
 
-    /// PEM certificate chain for the machine API; serves TLS when given with the key.
+    /// PEM certificate chain for the machine API; serves TLS when given with the key. Both are
+    /// re-read whenever they change.
     #[arg(
         long,
         env = "DROVER_MACHINE_API_TLS_CERT",
