@@ -1,7 +1,9 @@
-//! TLS for droverd's listeners (the HTTP API and the Kubernetes proxy): a serving certificate
-//! from the operator's PEM files, re-read whenever they change, or one signed by a CA Drover
-//! makes once in a directory of its data dir, which clients are then given to trust.
+//! TLS for droverd's listeners (the HTTP API, the machine API, the Kubernetes and Talos API
+//! proxies): a serving certificate from the operator's PEM files, re-read whenever they change,
+//! or one signed by a CA Drover makes once in a directory of its data dir, which clients are then
+//! given to trust; and the accepting of TLS connections.
 
+mod incoming;
 mod reload;
 
 use std::net::IpAddr;
@@ -17,6 +19,7 @@ use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use secrecy::ExposeSecret as _;
 
+pub use incoming::incoming;
 pub use reload::ReloadingCert;
 
 /// How long a serving certificate Drover signs is valid (it is made anew at every start).

@@ -20,6 +20,7 @@ use drover_store::Store;
 use drover_tls::{CertSource, ServerTls};
 use drover_tunnel::{Hub, HubConfig};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -295,7 +296,13 @@ impl Server {
             Some(tls) => spawn_grpc(
                 &tasks,
                 machine_router,
-                crate::https::tls_incoming(machine_listener, tls.config, cancel.clone()),
+                drover_tls::incoming(
+                    machine_listener,
+                    tls.config,
+                    cancel.clone(),
+                    "the machine API",
+                )
+                .map(Ok::<_, std::io::Error>),
                 cancel.clone(),
             ),
             None => spawn_grpc(
