@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::{Drover, Result, ServiceError};
 
@@ -72,55 +72,55 @@ struct Inner {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("drover");
-        let provisions = Family::default();
-        registry.register(
+        let r = &mut registry;
+        let provisions = registered(
+            r,
             "provisions",
             "Provision calls of machines, by result (new, known, refused)",
-            provisions.clone(),
+            Family::default(),
         );
-        let reconcile_rounds = Counter::default();
-        registry.register(
+        let reconcile_rounds = registered(
+            r,
             "reconcile_rounds",
             "Rounds of the cluster reconciler on this replica",
-            reconcile_rounds.clone(),
+            Counter::default(),
         );
-        let reconcile_errors = Counter::default();
-        registry.register(
+        let reconcile_errors = registered(
+            r,
             "reconcile_errors",
             "Cluster reconciles (or leasing rounds) that failed on this replica",
-            reconcile_errors.clone(),
+            Counter::default(),
         );
-        let reconcile_queue_depth = Gauge::default();
-        registry.register(
+        let reconcile_queue_depth = registered(
+            r,
             "reconcile_queue_depth",
             "Clusters the last reconcile round of this replica took on",
-            reconcile_queue_depth.clone(),
+            Gauge::default(),
         );
-        let http_requests: Family<HttpLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(latency_histogram);
+        let machines = registered(
+            r,
+            "machines",
+            "Machines known, by whether their tunnel is connected",
+            Family::default(),
+        );
+        let upgrade_nodes = registered(
+            r,
+            "upgrade_nodes",
+            "Nodes of the cluster of each upgrade under way",
+            Family::default(),
+        );
+        let upgrade_steps = registered(
+            r,
+            "upgrade_node_steps",
+            "Node steps of each upgrade under way, by state (a Talos upgrade has one per node)",
+            Family::default(),
+        );
+        let http_requests = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit(
             "http_request_duration",
             "Time to answer an HTTP API request (to the response head), by method and status",
             prometheus_client::registry::Unit::Seconds,
             http_requests.clone(),
-        );
-        let machines = Family::default();
-        registry.register(
-            "machines",
-            "Machines known, by whether their tunnel is connected",
-            machines.clone(),
-        );
-        let upgrade_nodes = Family::default();
-        registry.register(
-            "upgrade_nodes",
-            "Nodes of the cluster of each upgrade under way",
-            upgrade_nodes.clone(),
-        );
-        let upgrade_steps = Family::default();
-        registry.register(
-            "upgrade_node_steps",
-            "Node steps of each upgrade under way, by state (a Talos upgrade has one per node)",
-            upgrade_steps.clone(),
         );
         Self(Arc::new(Inner {
             registry,
@@ -135,6 +135,12 @@ impl Default for Metrics {
             scrape: tokio::sync::Mutex::new(()),
         }))
     }
+}
+
+/// `metric`, registered in `registry` as `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Buckets from 1 ms to about 15 s.
