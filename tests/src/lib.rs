@@ -51,6 +51,12 @@ pub struct Extra {
     pub tenancy: Option<drover_service::Tenancy>,
     /// `--allow-break-glass`.
     pub allow_break_glass: bool,
+    /// How the HTTP API is served; default plain HTTP.
+    pub http_tls: Option<droverd::settings::HttpTls>,
+    /// The operator's certificate files for the Kubernetes proxy; default Drover's own CA.
+    pub kube_proxy_tls: Option<droverd::settings::TlsFiles>,
+    /// Another droverd's database (a replica of it); default a private PostgreSQL.
+    pub database_url: Option<String>,
 }
 
 impl TestDrover {
@@ -76,6 +82,43 @@ impl TestDrover {
             admin_token,
             extra,
         }
+    }
+
+    /// Starts droverd on a data dir that already holds a database (e.g. one restored from a
+    /// backup) in which `admin_token` is an admin API token.
+    pub async fn start_on(data_dir: tempfile::TempDir, admin_token: String, extra: Extra) -> Self {
+        let server = Server::start(settings(data_dir.path(), &extra))
+            .await
+            .expect("droverd starts");
+        assert!(
+            server.initial_admin_token().is_none(),
+            "a data dir with a database gets no new admin token"
+        );
+        Self {
+            server: Some(server),
+            data_dir,
+            admin_token,
+            extra,
+        }
+    }
+
+    /// Another replica of this droverd: its own data dir with this one's key-encryption key,
+    /// on this one's database.
+    pub async fn start_replica(&self, extra: Extra) -> Self {
+        let data_dir = tempfile::Builder::new()
+            .prefix("drover-e2e-replica-")
+            .tempdir()
+            .expect("temp dir");
+        let kek = drover_service::secrets::KEK_FILE;
+        std::fs::copy(self.data_dir().join(kek), data_dir.path().join(kek))
+            .expect("the key-encryption key is shared");
+        let url = drover_postgres::PrivatePostgres::url_for(&self.data_dir().join("postgres"))
+            .expect("the database URL");
+        let extra = Extra {
+            database_url: Some(url),
+            ..extra
+        };
+        Self::start_on(data_dir, self.admin_token.clone(), extra).await
     }
 
     /// Stops droverd (and its PostgreSQL) and starts it again on the same data dir.
@@ -112,13 +155,15 @@ impl TestDrover {
         &self.admin_token
     }
 
+    /// The HTTP API's URL (`https://` when it serves TLS).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.server().http_addr())
+        self.server().http_url()
     }
 
-    /// A REST client with the admin token.
+    /// A REST client with the admin token (trusting droverd's self-signed HTTP CA, if any).
     pub fn client(&self) -> Client {
-        Client::new(&self.http_url(), Some(self.admin_token.clone())).expect("client")
+        let ca = self.server().http_ca().map(|ca| ca.pem.as_bytes());
+        Client::with_ca(&self.http_url(), Some(self.admin_token.clone()), ca).expect("client")
     }
 
     /// A REST client with no token.
@@ -241,12 +286,17 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
     Settings {
         data_dir: PathBuf::from(data_dir),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_tls: extra
+            .http_tls
+            .clone()
+            .unwrap_or(droverd::settings::HttpTls::Off),
+        metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_addr: "127.0.0.1:0".parse().expect("addr"),
         machine_api_tls: extra.machine_api_tls.clone(),
         kube_proxy: droverd::settings::KubeProxySettings {
             addr: "127.0.0.1:0".parse().expect("addr"),
             url: None,
-            tls: None,
+            tls: extra.kube_proxy_tls.clone(),
         },
         talos_proxy: droverd::settings::TalosProxySettings {
             addr: "127.0.0.1:0".parse().expect("addr"),
@@ -257,11 +307,14 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             .wireguard_addr
             .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
         advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),
-        database: Database::Private {
-            extra_settings: vec![
-                ("fsync".into(), "off".into()),
-                ("shared_buffers".into(), "16MB".into()),
-            ],
+        database: match &extra.database_url {
+            Some(url) => Database::Url(url.clone()),
+            None => Database::Private {
+                extra_settings: vec![
+                    ("fsync".into(), "off".into()),
+                    ("shared_buffers".into(), "16MB".into()),
+                ],
+            },
         },
         log_format: LogFormat::Text,
         dataplane: extra.dataplane.clone().unwrap_or_else(test_dataplane),
@@ -291,6 +344,7 @@ pub fn test_dataplane() -> DataPlaneConfig {
         liveness_interval: Duration::from_millis(200),
         last_seen_refresh: Duration::from_secs(60),
         peer_resync_interval: Duration::from_secs(2),
+        replica_timeout: Duration::from_secs(6),
     }
 }
 

@@ -27,12 +27,23 @@ struct Droverd {
 
 /// Starts droverd and reads its stdout up to the machine API line.
 async fn start_droverd(data_dir: &std::path::Path) -> Droverd {
+    start_droverd_with(data_dir, &[], "warn").await
+}
+
+/// Starts droverd with more flags and the log filter `rust_log`, and reads its stdout up to the
+/// machine API line.
+async fn start_droverd_with(data_dir: &std::path::Path, flags: &[&str], rust_log: &str) -> Droverd {
     let mut child = Command::new(bin("droverd"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--machine-api-addr", "127.0.0.1:0"])
+        .args(flags)
         .env("DROVER_HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
+        .env("DROVER_METRICS_ADDR", "127.0.0.1:0")
+        .env("DROVER_KUBE_PROXY_ADDR", "127.0.0.1:0")
+        .env("DROVER_TALOS_PROXY_ADDR", "127.0.0.1:0")
+        .env("DROVER_WIREGUARD_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", rust_log)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -431,6 +442,90 @@ fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_https_droverd_prints_its_ca_and_the_cli_trusts_it() {
+    let data = tempfile::tempdir().unwrap();
+    let droverd = start_droverd_with(
+        data.path(),
+        &["--http-tls", "self-signed", "--log-format", "json"],
+        "info",
+    )
+    .await;
+    let logs: Vec<serde_json::Value> = droverd
+        .printed
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each log line is one JSON object"))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "droverd is ready"),
+        "JSON logs: {logs:?}"
+    );
+    assert!(
+        droverd.http.starts_with("https://127.0.0.1:"),
+        "{}",
+        droverd.http
+    );
+    let ca_line = droverd
+        .printed
+        .iter()
+        .find_map(|l| l.strip_prefix("Its certificate is signed by Drover's CA in "))
+        .unwrap_or_else(|| panic!("the CA is printed: {:?}", droverd.printed));
+    let ca_file = ca_line.split(' ').next().unwrap().to_owned();
+    assert_eq!(
+        std::path::Path::new(&ca_file),
+        data.path().join("http-tls/ca.crt")
+    );
+    assert!(
+        droverd
+            .printed
+            .iter()
+            .any(|l| l.contains("BEGIN CERTIFICATE")),
+        "the CA's PEM is printed too"
+    );
+    let token = std::fs::read_to_string(data.path().join("initial-admin-token")).unwrap();
+    let token = token.trim();
+
+    let (ok, _, err) = drover(&droverd.http, Some(token), &["get", "machines"]).await;
+    assert!(!ok, "an unknown CA is refused");
+    assert!(
+        err.contains("certificate") || err.contains("cannot reach"),
+        "{err}"
+    );
+    let (ok, out, err) = drover(
+        &droverd.http,
+        Some(token),
+        &["--ca-file", &ca_file, "get", "machines"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("ID"), "{out}");
+
+    // A context remembers the CA.
+    let config = data.path().join("cli.yaml");
+    let out = Command::new(bin("drover"))
+        .env("DROVER_CONFIG", &config)
+        .env_remove("DROVER_ENDPOINT")
+        .env_remove("DROVER_TOKEN")
+        .args(["config", "add", "tls", "--server", &droverd.http])
+        .args(["--with-token", token, "--ca-file", &ca_file])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(bin("drover"))
+        .env("DROVER_CONFIG", &config)
+        .env_remove("DROVER_ENDPOINT")
+        .env_remove("DROVER_TOKEN")
+        .args(["jointoken", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    droverd.terminate().await;
+}
+
 #[tokio::test]
 async fn droverd_help_documents_every_setting() {
     let out = Command::new(bin("droverd"))
@@ -450,6 +545,8 @@ async fn droverd_help_documents_every_setting() {
         "--http-addr",
         "--machine-api-addr",
         "--machine-api-tls-cert",
+        "--http-tls",
+        "--http-tls-cert",
         "--advertised-machine-api",
         "--wireguard-addr",
         "--database-url",
@@ -473,6 +570,24 @@ async fn droverd_refuses_bad_settings_with_a_clear_message() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("advertised-machine-api") && err.contains("grpc://"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn droverd_refuses_plain_http_on_a_non_loopback_address_unless_asked() {
+    let out = Command::new(bin("droverd"))
+        .args(["--http-addr", "0.0.0.0:0"])
+        .env_remove("DROVER_HTTP_TLS")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("0.0.0.0:0")
+            && err.contains("--http-tls self-signed")
+            && err.contains("--http-tls off"),
         "{err}"
     );
 }

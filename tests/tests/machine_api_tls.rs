@@ -1,4 +1,5 @@
-//! The machine API over TLS with an operator-provided certificate.
+//! The machine API over TLS with an operator-provided certificate, re-read when its files are
+//! replaced.
 
 use drover_e2e::{Extra, TestDrover};
 use drover_proto::sidero::link::ProvisionRequest;
@@ -17,7 +18,10 @@ async fn nodes_provision_over_tls_when_a_certificate_is_given() {
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
 
     let drover = TestDrover::start_with(Extra {
-        machine_api_tls: Some(TlsFiles { cert, key }),
+        machine_api_tls: Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
         ..Extra::default()
     })
     .await;
@@ -68,5 +72,43 @@ async fn nodes_provision_over_tls_when_a_certificate_is_given() {
         .provision(ProvisionRequest::default())
         .await;
     assert!(refused.is_err());
+
+    // Replaced files (by rename, as cert-manager and certbot do) are served from the next
+    // connection on, without a restart.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    for (path, text) in [
+        (&cert, renewed.cert.pem()),
+        (&key, renewed.key_pair.serialize_pem()),
+    ] {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+    let trusting = |pem: String| {
+        let url = url.connect_uri();
+        async move {
+            Endpoint::from_shared(url)
+                .unwrap()
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(pem))
+                        .domain_name("localhost"),
+                )
+                .unwrap()
+                .connect()
+                .await
+                .is_ok()
+        }
+    };
+    drover_e2e::eventually(
+        "the renewed certificate served",
+        std::time::Duration::from_secs(10),
+        || async { trusting(renewed.cert.pem()).await.then_some(()) },
+    )
+    .await;
+    assert!(
+        !trusting(certified.cert.pem()).await,
+        "the old certificate is no longer served"
+    );
     drover.stop().await;
 }

@@ -24,6 +24,9 @@ pub struct ConfigFile {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Context {
     pub endpoint: String,
+    /// PEM CA certificates to trust for the endpoint (droverd's self-signed HTTP CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// An API or service-account token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -157,7 +160,7 @@ mod tests {
             Context {
                 endpoint: "http://lab:8080".into(),
                 token: Some("drv_x".into()),
-                login: None,
+                ..Context::default()
             },
         );
         file.contexts.insert(

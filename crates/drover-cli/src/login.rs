@@ -22,8 +22,9 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Logs in at `endpoint` through the browser; prints the address to open on stderr.
-pub async fn login(endpoint: &str, open_browser: bool) -> Result<CliCredential> {
+/// Logs in at `endpoint` (reached with `client`) through the browser; prints the address to
+/// open on stderr.
+pub async fn login(client: &Client, endpoint: &str, open_browser: bool) -> Result<CliCredential> {
     let verifier = b64(&rand::random::<[u8; 32]>());
     let challenge = b64(&Sha256::digest(verifier.as_bytes()));
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -51,7 +52,6 @@ pub async fn login(endpoint: &str, open_browser: bool) -> Result<CliCredential> 
                 WAIT.as_secs() / 60
             )
         })??;
-    let client = Client::new(endpoint, None).context("--endpoint")?;
     Ok(client.cli_token_for_code(&code, &verifier).await?)
 }
 

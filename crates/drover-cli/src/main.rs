@@ -27,6 +27,11 @@ struct Cli {
     /// droverd's HTTP address [default: the context's, else http://127.0.0.1:8080].
     #[arg(long, global = true, env = "DROVER_ENDPOINT")]
     endpoint: Option<String>,
+    /// PEM CA certificates to trust for droverd's HTTPS address, e.g. the CA droverd prints
+    /// when it makes its own certificate (<data-dir>/http-tls/ca.crt) [default: the
+    /// context's].
+    #[arg(long, global = true, env = "DROVER_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// The context of the config file to use [default: its current context].
     #[arg(long, global = true, env = "DROVER_CONTEXT")]
     context: Option<String>,
@@ -231,6 +236,9 @@ enum ConfigCmd {
         /// An API or service-account token (else log in with `drover login`).
         #[arg(long = "with-token")]
         with_token: Option<String>,
+        /// PEM CA certificates to trust for the server (droverd's self-signed HTTP CA).
+        #[arg(long = "ca-file", value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// Remove a context.
     Delete { name: String },
@@ -361,6 +369,23 @@ fn completion(shell: clap_complete::Shell) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A client of `endpoint` that also trusts the CA certificates in `ca_file`.
+fn api_client(
+    endpoint: &str,
+    ca_file: Option<&std::path::Path>,
+    token: Option<String>,
+) -> Result<Client> {
+    let ca = ca_file
+        .map(|path| std::fs::read(path).with_context(|| format!("--ca-file {}", path.display())))
+        .transpose()?;
+    Ok(Client::with_ca(endpoint, token, ca.as_deref())?)
+}
+
+/// `path` made absolute, so a context keeps finding it from any directory.
+fn absolute_ca_file(path: std::path::PathBuf) -> Result<std::path::PathBuf> {
+    std::path::absolute(&path).with_context(|| format!("--ca-file {}", path.display()))
+}
+
 /// The endpoint when neither a flag, the environment nor a context names one.
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
@@ -375,9 +400,14 @@ async fn run(cli: Cli) -> Result<()> {
         .clone()
         .or_else(|| chosen.as_ref().map(|(_, c)| c.endpoint.clone()))
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let ca_file = match cli.ca_file.clone() {
+        Some(path) => Some(absolute_ca_file(path)?),
+        None => chosen.as_ref().and_then(|(_, c)| c.ca_file.clone()),
+    };
     let command = match cli.command {
         Command::Login { no_browser } => {
-            let credential = login::login(&endpoint, !no_browser).await?;
+            let client = api_client(&endpoint, ca_file.as_deref(), None).context("--endpoint")?;
+            let credential = login::login(&client, &endpoint, !no_browser).await?;
             let name = cli
                 .context
                 .or_else(|| chosen.map(|(name, _)| name))
@@ -385,6 +415,7 @@ async fn run(cli: Cli) -> Result<()> {
             let email = credential.email.clone();
             let context = file.contexts.entry(name.clone()).or_default();
             context.endpoint = endpoint;
+            context.ca_file = ca_file;
             context.token = None;
             context.login = Some(credential);
             file.current_context = Some(name.clone());
@@ -441,7 +472,7 @@ async fn run(cli: Cli) -> Result<()> {
         (None, Some((name, context))) => context_token(&mut file, &path, name, context).await?,
         (None, None) => None,
     };
-    let client = Client::new(&endpoint, token).context("--endpoint")?;
+    let client = api_client(&endpoint, ca_file.as_deref(), token).context("--endpoint")?;
     match command {
         Command::Get {
             what: Get::Machines { output, watch },
@@ -844,12 +875,15 @@ fn config(
             name,
             server,
             with_token,
+            ca_file,
         } => {
             url::Url::parse(&server).with_context(|| format!("--server {server:?}"))?;
+            let ca_file = ca_file.map(absolute_ca_file).transpose()?;
             file.contexts.insert(
                 name.clone(),
                 contexts::Context {
                     endpoint: server,
+                    ca_file,
                     token: with_token,
                     login: None,
                 },
@@ -881,7 +915,8 @@ async fn context_token(
     if login.refresh_expires_at <= Utc::now() {
         bail!("the login of context {name:?} has expired: run drover login again");
     }
-    let client = Client::new(&context.endpoint, None).context("the context's endpoint")?;
+    let client = api_client(&context.endpoint, context.ca_file.as_deref(), None)
+        .context("the context's endpoint")?;
     let fresh = client
         .cli_token_for_refresh(&login.refresh_token)
         .await

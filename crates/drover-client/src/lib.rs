@@ -24,6 +24,8 @@ pub struct Problem {
 pub enum ClientError {
     #[error("endpoint {0:?} is not a valid http(s) URL")]
     Endpoint(String),
+    #[error("the CA certificates are not valid PEM: {0}")]
+    Ca(#[source] reqwest::Error),
     #[error("cannot reach Drover at {endpoint}: {source}")]
     Transport {
         endpoint: String,
@@ -70,17 +72,30 @@ pub struct Client {
 impl Client {
     /// `endpoint` is droverd's HTTP address, e.g. `http://127.0.0.1:8080`.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
+        Self::with_ca(endpoint, token, None)
+    }
+
+    /// Like [`Client::new`], also trusting the PEM certificates `ca_pem` (e.g. the CA of
+    /// droverd's self-signed HTTP certificate) besides the system's.
+    pub fn with_ca(endpoint: &str, token: Option<String>, ca_pem: Option<&[u8]>) -> Result<Self> {
         let base = url::Url::parse(endpoint)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| ClientError::Endpoint(endpoint.to_owned()))?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| ClientError::Transport {
-                endpoint: endpoint.to_owned(),
-                source,
-            })?;
+        let mut builder =
+            reqwest::Client::builder().user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")));
+        for ca in ca_pem
+            .map(reqwest::Certificate::from_pem_bundle)
+            .transpose()
+            .map_err(ClientError::Ca)?
+            .unwrap_or_default()
+        {
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder.build().map_err(|source| ClientError::Transport {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
         Ok(Self { http, base, token })
     }
 

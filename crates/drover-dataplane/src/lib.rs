@@ -41,6 +41,9 @@ pub struct DataPlaneConfig {
     /// How often the hub's peers are reloaded from the database (machines provisioned through
     /// other replicas, machines removed).
     pub peer_resync_interval: Duration,
+    /// A replica that has not refreshed its heartbeat for this long is gone, and its machines
+    /// are disconnected; each beats three times per timeout.
+    pub replica_timeout: Duration,
 }
 
 impl Default for DataPlaneConfig {
@@ -50,6 +53,7 @@ impl Default for DataPlaneConfig {
             liveness_interval: Duration::from_secs(5),
             last_seen_refresh: Duration::from_secs(60),
             peer_resync_interval: Duration::from_secs(30),
+            replica_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -63,7 +67,7 @@ pub async fn start(
     tasks: &TaskTracker,
 ) -> std::io::Result<DataPlane> {
     drover
-        .mark_all_disconnected()
+        .replica_heartbeat(config.replica_timeout)
         .await
         .map_err(std::io::Error::other)?;
     peers::sync(&hub, &drover)
@@ -91,6 +95,11 @@ pub async fn start(
         config.peer_resync_interval,
         cancel.clone(),
     ));
+    tasks.spawn(heartbeat_loop(
+        drover.clone(),
+        config.replica_timeout,
+        cancel.clone(),
+    ));
     tasks.spawn(facts::liveness_loop(
         hub.clone(),
         drover.clone(),
@@ -104,6 +113,21 @@ pub async fn start(
         hub,
         api,
     })
+}
+
+/// Refreshes this replica's heartbeat three times per `timeout`, removing replicas that
+/// stopped beating.
+async fn heartbeat_loop(drover: Drover, timeout: Duration, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(timeout / 3);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = every.tick() => if let Err(err) = drover.replica_heartbeat(timeout).await {
+                tracing::warn!(error = %err, "refreshing the replica's heartbeat failed");
+            },
+        }
+    }
 }
 
 /// Handles to the running data plane.

@@ -13,11 +13,8 @@
 //!   port-forward) are not passed on yet.
 //! - Every request that is not a read is recorded in the audit log with its outcome.
 
-mod tls;
-
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use drover_cluster_keys::ClusterKeyring;
@@ -32,16 +29,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
-
-pub use tls::{ProxyTls, TlsError};
 
 /// The port the proxy listens on unless configured.
 pub const DEFAULT_PORT: u16 = 8095;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -61,29 +53,20 @@ pub async fn serve(
     proxy: KubeProxy,
     cancel: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let proxy = Arc::new(proxy);
+    let mut incoming = drover_tls::incoming(listener, tls, cancel.clone(), "the Kubernetes proxy");
     let mut connections = JoinSet::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let stream = tokio::select! {
             () = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "the Kubernetes proxy could not accept a connection");
-                    continue;
-                }
+            next = incoming.next() => match next {
+                Some(stream) => stream,
+                None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let acceptor = acceptor.clone();
         let proxy = proxy.clone();
         connections.spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                return;
-            };
             let service = hyper::service::service_fn(move |request| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(proxy.handle(request).await) }

@@ -98,6 +98,25 @@ pub(crate) async fn find(
     }
 }
 
+/// Finds a PostgreSQL client program such as `pg_dump`: on PATH (Debian's wrapper there picks
+/// the newest installed version), else in `/usr/lib/postgresql/*/bin` from the highest version
+/// down.
+pub fn find_client(name: &'static str) -> Result<PathBuf, PostgresError> {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dir| dir.is_absolute());
+    on_path
+        .chain(debian_bin_dirs(Path::new(DEBIAN_LIB_DIR)))
+        .map(|dir| dir.join(name))
+        .find(|path| is_executable_file(path))
+        .ok_or_else(|| PostgresError::ClientNotFound {
+            name,
+            searched: format!("on PATH or under {DEBIAN_LIB_DIR}/*/bin"),
+        })
+}
+
 fn is_executable_file(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)

@@ -7,6 +7,16 @@ use std::time::Duration;
 /// process or package involved and, where there is one, the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
+    /// A client program (`pg_dump`, `pg_restore`) was not found.
+    #[error(
+        "the PostgreSQL program {name} was not found {searched}; install it with \
+         `apt-get install postgresql-client` (Debian/Ubuntu)"
+    )]
+    ClientNotFound {
+        name: &'static str,
+        searched: String,
+    },
+
     /// `initdb` and `postgres` were not found.
     #[error(
         "PostgreSQL server binaries (initdb, postgres) not found {searched}; install them with \

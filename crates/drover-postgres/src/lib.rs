@@ -42,6 +42,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use tokio::time::Instant;
 
+pub use binaries::find_client;
 pub use error::PostgresError;
 
 use process::Postmaster;

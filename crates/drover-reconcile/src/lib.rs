@@ -65,9 +65,9 @@ pub fn start(
     tasks: &TaskTracker,
 ) {
     let reconciler = Reconciler {
+        owner: drover.replica(),
         drover,
         api,
-        owner: uuid::Uuid::new_v4(),
         config,
         keyring,
     };
@@ -108,9 +108,11 @@ impl Reconciler {
             Ok(rows) => rows,
             Err(err) => {
                 tracing::warn!(error = %err, "leasing clusters failed");
+                self.drover.metrics().reconcile_error();
                 return;
             }
         };
+        self.drover.metrics().reconcile_round(rows.len());
         let mut rounds = tokio::task::JoinSet::new();
         for row in rows {
             let this = self.clone();
@@ -118,6 +120,7 @@ impl Reconciler {
                 let name = row.name.clone();
                 if let Err(err) = this.reconcile(row).await {
                     tracing::warn!(cluster = %name, error = %err, "reconciling the cluster failed");
+                    this.drover.metrics().reconcile_error();
                 }
             });
         }

@@ -152,7 +152,7 @@ impl Drover {
                 last_seen_at: c.last_seen_at,
             })
             .collect();
-        dataplane::set_liveness(self.store.pool(), &rows).await?;
+        dataplane::set_liveness(self.store.pool(), self.replica(), &rows).await?;
         Ok(())
     }
 
@@ -166,9 +166,25 @@ impl Drover {
         Ok(dataplane::grpc_peer_exists(self.store.pool(), &canonical).await?)
     }
 
-    /// A starting droverd holds no tunnels: nothing is connected until it hears from it.
-    pub async fn mark_all_disconnected(&self) -> Result<()> {
-        dataplane::disconnect_all(self.store.pool()).await?;
+    /// Refreshes this replica's heartbeat (registering it the first time) and removes the
+    /// replicas that did not beat within `timeout`, disconnecting the machines whose tunnels
+    /// they held (and any marked connected without a living replica).
+    pub async fn replica_heartbeat(&self, timeout: std::time::Duration) -> Result<()> {
+        drover_store::replicas::beat(self.store.pool(), self.replica()).await?;
+        let gone = drover_store::replicas::remove(&self.store, timeout, None).await?;
+        if gone > 0 {
+            tracing::info!(
+                machines = gone,
+                "disconnected machines whose replica is gone"
+            );
+        }
+        Ok(())
+    }
+
+    /// This replica stops: it leaves the replicas, and its machines are disconnected until they
+    /// reach a replica again.
+    pub async fn leave_replicas(&self, timeout: std::time::Duration) -> Result<()> {
+        drover_store::replicas::remove(&self.store, timeout, Some(self.replica())).await?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod error;
 mod jointokens;
 pub mod login;
 mod machines;
+pub mod metrics;
 mod provision;
 pub mod secret_token;
 pub mod secrets;
@@ -44,6 +45,7 @@ pub use dataplane::{
 pub use error::{Result, ServiceError};
 pub use login::{Callback, LoggedOut, LoginStart, NewSession, OidcSettings, OidcSettingsError};
 pub use machines::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use metrics::Metrics;
 pub use provision::{ProvisionOutcome, ProvisionRequest};
 pub use secrets::Keyring;
 pub use tenancy::{
@@ -85,6 +87,9 @@ pub struct Drover {
     peers: Option<std::sync::Arc<dyn PeerSink>>,
     oidc: Option<std::sync::Arc<login::Oidc>>,
     tenancy: std::sync::Arc<Tenancy>,
+    metrics: Metrics,
+    /// This process among the replicas sharing the database.
+    replica: uuid::Uuid,
 }
 
 impl Drover {
@@ -95,6 +100,8 @@ impl Drover {
             peers: None,
             oidc: None,
             tenancy: std::sync::Arc::new(Tenancy::default()),
+            metrics: Metrics::default(),
+            replica: uuid::Uuid::new_v4(),
         }
     }
 
@@ -102,6 +109,12 @@ impl Drover {
     pub fn with_peer_sink(mut self, sink: std::sync::Arc<dyn PeerSink>) -> Self {
         self.peers = Some(sink);
         self
+    }
+
+    /// This replica's id: it holds its machines' tunnels and its reconciler's cluster leases
+    /// under it.
+    pub fn replica(&self) -> uuid::Uuid {
+        self.replica
     }
 
     pub fn store(&self) -> &Store {

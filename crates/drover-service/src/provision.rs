@@ -53,7 +53,14 @@ impl ProvisionOutcome {
 const MAX_ATTEMPTS: usize = 8;
 
 impl Drover {
+    /// Provisions a machine (see the module's documentation), counted in the metrics.
     pub async fn provision(&self, req: ProvisionRequest) -> Result<ProvisionOutcome> {
+        let outcome = self.try_provision(req).await;
+        self.metrics().provisioned(&outcome);
+        outcome
+    }
+
+    async fn try_provision(&self, req: ProvisionRequest) -> Result<ProvisionOutcome> {
         let token = self.check_join_token(req.join_token.as_deref()).await?;
         let machine_id: MachineId =
             req.node_uuid

@@ -66,6 +66,11 @@ impl Keyring {
         self.inner.read().current.clone()
     }
 
+    /// Whether this keyring holds the key-encryption key `id`.
+    pub fn has(&self, id: &str) -> bool {
+        self.find(id).is_some()
+    }
+
     fn find(&self, id: &str) -> Option<Arc<Kek>> {
         let keys = self.inner.read();
         std::iter::once(&keys.current)

@@ -43,8 +43,14 @@ pub struct Liveness<'a> {
     pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-/// Persists liveness changes in one statement.
-pub async fn set_liveness(e: impl PgExecutor<'_>, changes: &[Liveness<'_>]) -> Result<u64> {
+/// Persists liveness changes heard by `replica` in one statement: a connected machine's tunnel
+/// is on `replica`; a disconnect only counts where `replica` held the tunnel (the machine may
+/// have reached another replica since).
+pub async fn set_liveness(
+    e: impl PgExecutor<'_>,
+    replica: uuid::Uuid,
+    changes: &[Liveness<'_>],
+) -> Result<u64> {
     if changes.is_empty() {
         return Ok(0);
     }
@@ -53,26 +59,19 @@ pub async fn set_liveness(e: impl PgExecutor<'_>, changes: &[Liveness<'_>]) -> R
     let seen: Vec<Option<DateTime<Utc>>> = changes.iter().map(|c| c.last_seen_at).collect();
     let done = sqlx::query(
         "UPDATE machines m SET connected = c.connected,
+                tunnel_replica = CASE WHEN c.connected THEN $4 END,
                 last_seen_at = coalesce(c.last_seen_at, m.last_seen_at)
          FROM unnest($1::text[], $2::bool[], $3::timestamptz[]) AS c(address, connected, last_seen_at)
-         WHERE m.address = c.address",
+         WHERE m.address = c.address
+           AND (c.connected OR m.tunnel_replica IS NULL OR m.tunnel_replica = $4)",
     )
     .bind(&addresses)
     .bind(&connected)
     .bind(&seen)
+    .bind(replica)
     .execute(e)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Marks every machine disconnected: a droverd that starts holds no tunnels yet.
-pub async fn disconnect_all(e: impl PgExecutor<'_>) -> Result<u64> {
-    Ok(
-        sqlx::query("UPDATE machines SET connected = false WHERE connected")
-            .execute(e)
-            .await?
-            .rows_affected(),
-    )
 }
 
 pub async fn record_status(

@@ -5,7 +5,7 @@
 //! establish it from a credential (`api_tokens::find_by_id`, `join_tokens::find_for_provision`,
 //! `sessions::find_active`, `service_accounts::find_key_for_auth`, `talos_client_certs::find_for_auth`, and for a multi-tenant
 //! login `users::find_*_in_any_tenant`); the operator's `tenants::list_all` and
-//! `tenants::set_plan` are not reachable from the APIs.
+//! `tenants::set_plan`, and the fleet-wide counts of `metrics`, are not reachable from the APIs.
 //! Functions take any executor, so a caller can put several into one transaction.
 
 pub mod api_tokens;
@@ -20,6 +20,8 @@ pub mod join_tokens;
 pub mod logs;
 pub mod machine_classes;
 pub mod machines;
+pub mod metrics;
+pub mod replicas;
 pub mod service_accounts;
 pub mod sessions;
 pub mod talos_client_certs;
@@ -118,6 +120,21 @@ impl Store {
             .map_err(StoreError::Connect)?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Whether the database at `database_url` holds Drover's tables already, read without
+    /// migrating or changing anything (an error: it cannot be reached).
+    pub async fn has_schema(database_url: &str) -> Result<bool> {
+        use sqlx::Connection as _;
+        let options: PgConnectOptions = database_url.parse().map_err(StoreError::Connect)?;
+        let mut connection = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(StoreError::Connect)?;
+        let found: bool = sqlx::query_scalar("SELECT to_regclass('public.tenants') IS NOT NULL")
+            .fetch_one(&mut connection)
+            .await?;
+        connection.close().await?;
+        Ok(found)
     }
 
     pub fn pool(&self) -> &PgPool {

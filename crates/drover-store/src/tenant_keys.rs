@@ -41,6 +41,15 @@ pub async fn insert_or_get(
     .await?)
 }
 
+/// The ids of the key-encryption keys that wrap the tenants' data keys.
+pub async fn kek_ids(e: impl PgExecutor<'_>) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT kek_id FROM tenant_keys ORDER BY kek_id")
+            .fetch_all(e)
+            .await?,
+    )
+}
+
 /// Every tenant key, for re-wrapping under a new key-encryption key.
 pub async fn all_for_update(e: impl PgExecutor<'_>) -> Result<Vec<TenantKeyRow>> {
     Ok(sqlx::query_as(

@@ -39,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::body::Body;
@@ -49,8 +49,6 @@ pub use tls::{ProxyTls, TlsError};
 /// The port the proxy listens on unless configured.
 pub const DEFAULT_PORT: u16 = 8096;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The upstream (impersonator) certificates: how long they are valid, and after how long the
 /// proxy makes new ones.
 const UPSTREAM_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -74,33 +72,24 @@ pub async fn serve(
     proxy: TalosProxy,
     cancel: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let proxy = Arc::new(Proxy {
         shared: proxy,
         upstream: Mutex::default(),
     });
+    let mut incoming = drover_tls::incoming(listener, tls, cancel.clone(), "the Talos API proxy");
     let mut connections = JoinSet::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let stream = tokio::select! {
             () = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "the Talos API proxy could not accept a connection");
-                    continue;
-                }
+            next = incoming.next() => match next {
+                Some(stream) => stream,
+                None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let acceptor = acceptor.clone();
         let proxy = proxy.clone();
         let cancel = cancel.clone();
         connections.spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                return;
-            };
             // The verifier only lets certificates the proxy CA signed through.
             let serial = stream
                 .get_ref()

@@ -60,21 +60,27 @@ pub async fn rotate(settings: &Settings) -> Result<Rotation> {
 /// The database: the configured URL, the private PostgreSQL a running droverd owns, or one
 /// started for this command.
 pub(crate) async fn connect(settings: &Settings) -> Result<(Store, Option<PrivatePostgres>)> {
+    let (url, postgres) = database(settings).await?;
+    Ok((Store::connect(&url, 2).await?, postgres))
+}
+
+/// The URL of the database (see [`connect`]), without connecting or migrating; the private
+/// PostgreSQL started for the command, if one was.
+pub(crate) async fn database(settings: &Settings) -> Result<(String, Option<PrivatePostgres>)> {
     let pg_dir = settings.data_dir.join("postgres");
     match &settings.database {
-        Database::Url(url) => Ok((Store::connect(url, 2).await?, None)),
+        Database::Url(url) => Ok((url.clone(), None)),
         Database::Private { extra_settings } => {
             let running = PrivatePostgres::url_for(&pg_dir)?;
-            if let Ok(store) = Store::connect(&running, 2).await {
-                return Ok((store, None));
+            if Store::has_schema(&running).await.is_ok() {
+                return Ok((running, None));
             }
             let mut opts = PrivatePostgresOptions::new(pg_dir);
             opts.extra_settings = extra_settings.clone();
             let pg = PrivatePostgres::start(opts)
                 .await
                 .context("cannot start the private PostgreSQL")?;
-            let store = Store::connect(pg.database_url(), 2).await?;
-            Ok((store, Some(pg)))
+            Ok((pg.database_url().to_owned(), Some(pg)))
         }
     }
 }

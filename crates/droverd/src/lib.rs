@@ -1,7 +1,11 @@
 //! droverd as a library, so tests start the whole server in-process.
 
+pub mod backup;
 pub mod datadir;
+pub mod https;
 pub mod keys;
+pub mod metrics;
+pub mod reference;
 pub mod server;
 pub mod settings;
 pub mod tenant;

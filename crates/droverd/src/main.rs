@@ -1,6 +1,6 @@
 use anyhow::Result;
 use clap::Parser;
-use droverd::{Args, LogFormat, Server, Settings};
+use droverd::{Args, Command, KeysCommand, LogFormat, Server, Settings};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -21,17 +21,8 @@ async fn run() -> Result<()> {
         }
     };
     init_logging(settings.log_format);
-    if let Some(droverd::Command::Keys(droverd::KeysCommand::Rotate)) = &settings.command {
-        let done = droverd::keys::rotate(&settings).await?;
-        println!(
-            "key-encryption key rotated: {} -> {}; {} data key(s) re-wrapped",
-            done.old_id, done.new_id, done.rewrapped
-        );
-        return Ok(());
-    }
-    if let Some(droverd::Command::Tenant(command)) = &settings.command {
-        print!("{}", droverd::tenant::run(&settings, command).await?);
-        return Ok(());
+    if let Some(command) = &settings.command {
+        return maintenance(&settings, command).await;
     }
     let server = Server::start(settings).await?;
     if let Some(token) = server.initial_admin_token() {
@@ -43,7 +34,15 @@ async fn run() -> Result<()> {
                 .display()
         );
     }
-    println!("Drover is listening on http://{}", server.http_addr());
+    println!("Drover is listening on {}", server.http_url());
+    if let Some(ca) = server.http_ca() {
+        println!(
+            "Its certificate is signed by Drover's CA in {} (give it to clients: drover --ca-file {}):\n\n{}",
+            ca.path.display(),
+            ca.path.display(),
+            ca.pem.trim_end()
+        );
+    }
     println!("Machine API for nodes: {}", server.machine_api_url());
 
     let mut term = signal(SignalKind::terminate())?;
@@ -53,6 +52,50 @@ async fn run() -> Result<()> {
         () = server.stopped() => tracing::error!("a server task failed, shutting down"),
     }
     server.shutdown().await
+}
+
+/// Runs a maintenance command (droverd not serving).
+async fn maintenance(settings: &Settings, command: &Command) -> Result<()> {
+    match command {
+        Command::Keys(KeysCommand::Rotate) => {
+            let done = droverd::keys::rotate(settings).await?;
+            println!(
+                "key-encryption key rotated: {} -> {}; {} data key(s) re-wrapped",
+                done.old_id, done.new_id, done.rewrapped
+            );
+        }
+        Command::Tenant(command) => print!("{}", droverd::tenant::run(settings, command).await?),
+        Command::Backup { out } => {
+            droverd::backup::backup(settings, out).await?;
+            println!(
+                "database backed up to {}; keep the key-encryption key ({}) apart from it",
+                out.display(),
+                kek_location(settings)
+            );
+        }
+        Command::ConfigReference => print!("{}", droverd::reference::markdown()),
+        Command::Restore { file } => {
+            droverd::backup::restore(settings, file).await?;
+            println!(
+                "{} restored; droverd needs the key-encryption key of the backup ({})",
+                file.display(),
+                kek_location(settings)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Where the key-encryption key comes from, for messages.
+fn kek_location(settings: &Settings) -> String {
+    match settings.master_key {
+        Some(_) => "the master-key setting".to_owned(),
+        None => settings
+            .data_dir
+            .join(drover_service::secrets::KEK_FILE)
+            .display()
+            .to_string(),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -17,17 +17,26 @@ use drover_service::{Drover, Keyring, ServiceConfig};
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
 use drover_store::Store;
+use drover_tls::{CertSource, ServerTls};
 use drover_tunnel::{Hub, HubConfig};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::datadir;
-use crate::settings::{Database, Settings};
+use crate::settings::{Database, HttpTls, Settings};
+
+/// The directory of the data dir holding the self-signed HTTP certificate's CA.
+const HTTP_TLS_DIR: &str = "http-tls";
 
 /// A running droverd.
 pub struct Server {
     http_addr: SocketAddr,
+    /// The CA clients of the HTTP API trust, when droverd made it (`--http-tls self-signed`).
+    http_ca: Option<HttpCa>,
+    http_tls: bool,
+    metrics_addr: SocketAddr,
     machine_api_addr: SocketAddr,
     kube_proxy_addr: SocketAddr,
     talos_proxy_addr: SocketAddr,
@@ -36,9 +45,18 @@ pub struct Server {
     data_dir: PathBuf,
     drover: Drover,
     dataplane: DataPlane,
+    /// When a replica that stopped beating is gone.
+    replica_timeout: std::time::Duration,
     cancel: CancellationToken,
     tasks: TaskTracker,
     postgres: Option<PrivatePostgres>,
+}
+
+/// The CA of a self-signed HTTP certificate: where it is kept and its PEM.
+#[derive(Debug, Clone)]
+pub struct HttpCa {
+    pub path: PathBuf,
+    pub pem: String,
 }
 
 #[derive(Clone)]
@@ -117,6 +135,16 @@ impl Server {
         let (talos_proxy_tls, talos_proxy_endpoint) =
             talos_proxy_tls(&settings, talos_proxy_addr).context("Talos API proxy TLS")?;
         let http_addr = http_listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on the metrics address {}",
+                    settings.metrics_addr
+                )
+            })?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let http_tls = http_server_tls(&settings, http_addr).context("HTTP TLS")?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
 
@@ -160,7 +188,7 @@ impl Server {
         .with_tenancy(settings.tenancy.clone());
         let drover = match &settings.oidc {
             Some(oidc) => {
-                let login = oidc.service_settings(http_addr);
+                let login = oidc.service_settings(http_addr, settings.http_tls.is_on());
                 tracing::info!(
                     issuer = %login.issuer,
                     redirect_uri = %login.redirect_url(),
@@ -183,33 +211,45 @@ impl Server {
 
         let web = drover_web::WebSettings {
             site_root: settings.web_root.clone(),
-            secure_cookies: drover.oidc_settings().is_some_and(|o| o.secure_cookies()),
+            secure_cookies: http_tls.is_some()
+                || drover.oidc_settings().is_some_and(|o| o.secure_cookies()),
         };
-        let http = http_router(drover.clone(), listening.clone(), web, cancel.clone());
-        let http_cancel = cancel.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(http_listener, http)
-                .with_graceful_shutdown(http_cancel.clone().cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "the HTTP server failed");
-                http_cancel.cancel();
+        let http = crate::metrics::record_latency(
+            http_router(drover.clone(), listening.clone(), web, cancel.clone()),
+            drover.metrics().clone(),
+        );
+        spawn_plain_http(
+            &tasks,
+            metrics_listener,
+            crate::metrics::router(drover.clone()),
+            cancel.clone(),
+        );
+        let http_ca = match http_tls {
+            Some(tls) => {
+                tasks.spawn(crate::https::serve(
+                    http_listener,
+                    tls.config,
+                    http,
+                    cancel.clone(),
+                ));
+                matches!(settings.http_tls, HttpTls::SelfSigned { .. }).then(|| HttpCa {
+                    path: settings.data_dir.join(HTTP_TLS_DIR).join("ca.crt"),
+                    pem: tls.ca_pem,
+                })
             }
-        });
+            None => {
+                spawn_plain_http(&tasks, http_listener, http, cancel.clone());
+                None
+            }
+        };
 
-        let mut machine_api = tonic::transport::Server::builder();
-        if let Some(tls) = &settings.machine_api_tls {
-            let cert = std::fs::read(&tls.cert)
-                .with_context(|| format!("cannot read {}", tls.cert.display()))?;
-            let key = std::fs::read(&tls.key)
-                .with_context(|| format!("cannot read {}", tls.key.display()))?;
-            machine_api = machine_api
-                .tls_config(
-                    tonic::transport::ServerTlsConfig::new()
-                        .identity(tonic::transport::Identity::from_pem(cert, key)),
-                )
-                .context("machine API TLS configuration")?;
-        }
+        // gRPC needs HTTP/2, which TLS clients (Talos's grpc-go) ask for by ALPN.
+        let machine_api_tls = settings
+            .machine_api_tls
+            .as_ref()
+            .map(|files| ServerTls::new(&files_source(files), &[b"h2"]))
+            .transpose()
+            .context("machine API TLS")?;
         let dataplane = drover_dataplane::start(
             hub.clone(),
             drover.clone(),
@@ -236,7 +276,7 @@ impl Server {
         );
         tasks.spawn(drover_kubeproxy::serve(
             kube_proxy_listener,
-            kube_proxy_tls.server.clone(),
+            kube_proxy_tls.config.clone(),
             drover_kubeproxy::KubeProxy {
                 drover: drover.clone(),
                 hub: hub.clone(),
@@ -254,20 +294,29 @@ impl Server {
             },
             cancel.clone(),
         ));
-        let machine_router = machine_api
+        let machine_router = tonic::transport::Server::builder()
             .add_service(drover_grpc::provision_service(drover.clone()))
             .add_service(dataplane.grpc_carrier().into_service());
-        let machine_cancel = cancel.clone();
-        tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(machine_listener);
-            let served = machine_router
-                .serve_with_incoming_shutdown(incoming, machine_cancel.clone().cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "the machine API server failed");
-                machine_cancel.cancel();
-            }
-        });
+        match machine_api_tls {
+            Some(tls) => spawn_grpc(
+                &tasks,
+                machine_router,
+                drover_tls::incoming(
+                    machine_listener,
+                    tls.config,
+                    cancel.clone(),
+                    "the machine API",
+                )
+                .map(Ok::<_, std::io::Error>),
+                cancel.clone(),
+            ),
+            None => spawn_grpc(
+                &tasks,
+                machine_router,
+                tokio_stream::wrappers::TcpListenerStream::new(machine_listener),
+                cancel.clone(),
+            ),
+        }
         if drover.oidc_settings().is_some() {
             // Early, so a wrong issuer shows in the log at start; logins retry it anyway.
             let discover = drover.clone();
@@ -288,6 +337,9 @@ impl Server {
 
         Ok(Self {
             http_addr,
+            http_ca,
+            http_tls: settings.http_tls.is_on(),
+            metrics_addr,
             machine_api_addr,
             kube_proxy_addr,
             talos_proxy_addr,
@@ -296,6 +348,7 @@ impl Server {
             data_dir: settings.data_dir,
             drover,
             dataplane,
+            replica_timeout: settings.dataplane.replica_timeout,
             cancel,
             tasks,
             postgres: None,
@@ -304,6 +357,22 @@ impl Server {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The HTTP API's URL on the bound address: `https://` when it serves TLS.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.http_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// The CA of the HTTP API's self-signed certificate (`--http-tls self-signed`).
+    pub fn http_ca(&self) -> Option<&HttpCa> {
+        self.http_ca.as_ref()
     }
 
     pub fn machine_api_addr(&self) -> SocketAddr {
@@ -353,6 +422,9 @@ impl Server {
         self.cancel.cancel();
         self.tasks.wait().await;
         self.dataplane.hub().shutdown().await;
+        if let Err(err) = self.drover.leave_replicas(self.replica_timeout).await {
+            tracing::warn!(error = %err, "leaving the replicas failed; others remove this one after the replica timeout");
+        }
         self.drover.store().close().await;
         if let Some(pg) = self.postgres {
             pg.stop().await.context("stopping the private PostgreSQL")?;
@@ -360,6 +432,54 @@ impl Server {
         tracing::info!("droverd stopped");
         Ok(())
     }
+}
+
+/// Serves `router` over plain HTTP on `listener` until `cancel`; a failure stops droverd.
+fn spawn_plain_http(
+    tasks: &TaskTracker,
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) {
+    tasks.spawn(async move {
+        let addr = listener.local_addr().ok();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, ?addr, "an HTTP server failed");
+            cancel.cancel();
+        }
+    });
+}
+
+/// Serves the gRPC `router` on the connections `incoming` until `cancel`; a failure stops
+/// droverd.
+fn spawn_grpc<I, IO, E>(
+    tasks: &TaskTracker,
+    router: tonic::transport::server::Router,
+    incoming: I,
+    cancel: CancellationToken,
+) where
+    I: tokio_stream::Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tasks.spawn(async move {
+        let served = router
+            .serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "the machine API server failed");
+            cancel.cancel();
+        }
+    });
 }
 
 fn http_router(
@@ -450,11 +570,8 @@ fn spawn_audit_pruning(
 
 /// The Kubernetes proxy's TLS (the operator's files, or signed by Drover's proxy CA for the
 /// names clients may use) and its URL for kubeconfigs.
-fn kube_proxy_tls(
-    settings: &Settings,
-    bound: SocketAddr,
-) -> Result<(drover_kubeproxy::ProxyTls, url::Url)> {
-    use std::net::{IpAddr, Ipv6Addr};
+fn kube_proxy_tls(settings: &Settings, bound: SocketAddr) -> Result<(ServerTls, url::Url)> {
+    use std::net::IpAddr;
     let url = match &settings.kube_proxy.url {
         Some(url) => url.clone(),
         None => {
@@ -466,29 +583,100 @@ fn kube_proxy_tls(
             format!("https://{}", SocketAddr::new(ip, bound.port())).parse()?
         }
     };
-    let tls = match &settings.kube_proxy.tls {
-        Some(files) => drover_kubeproxy::ProxyTls::from_files(&files.cert, &files.key)?,
+    let source = match &settings.kube_proxy.tls {
+        Some(files) => files_source(files),
         None => {
-            let mut names = vec!["localhost".to_owned()];
-            let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
-            match url.host() {
-                Some(url::Host::Domain(name)) => names.push(name.to_owned()),
-                Some(url::Host::Ipv4(ip)) => ips.push(ip.into()),
-                Some(url::Host::Ipv6(ip)) => ips.push(ip.into()),
-                None => {}
-            }
-            if !bound.ip().is_unspecified() {
-                ips.push(bound.ip());
-            }
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            drover_kubeproxy::ProxyTls::self_signed(
+            let names: Vec<String> = url
+                .host_str()
+                .map(|host| host.trim_matches(['[', ']']).to_owned())
+                .into_iter()
+                .collect();
+            self_signed(
                 &settings.data_dir.join("kube-proxy"),
+                "drover kube proxy CA",
+                "drover-kube-proxy",
+                bound,
                 &names,
-                &ips,
-            )?
+            )
         }
     };
+    // HTTP/1.1 only: watches stream as chunked responses.
+    let tls = ServerTls::new(&source, &[b"http/1.1"])?;
     Ok((tls, url))
+}
+
+/// How the HTTP API serves TLS, if it does.
+fn http_server_tls(settings: &Settings, bound: SocketAddr) -> Result<Option<ServerTls>> {
+    let source = match &settings.http_tls {
+        HttpTls::Off => return Ok(None),
+        HttpTls::Files(files) => files_source(files),
+        HttpTls::SelfSigned { names } => {
+            let mut names = names.clone();
+            if let Some(host) = settings
+                .oidc
+                .as_ref()
+                .and_then(|o| o.public_url.as_ref())
+                .and_then(url::Url::host_str)
+            {
+                names.push(host.trim_matches(['[', ']']).to_owned());
+            }
+            self_signed(
+                &settings.data_dir.join(HTTP_TLS_DIR),
+                "drover HTTP API CA",
+                "droverd",
+                bound,
+                &names,
+            )
+        }
+    };
+    Ok(Some(ServerTls::new(&source, crate::https::ALPN)?))
+}
+
+/// The operator's certificate files, re-read when they change.
+fn files_source(files: &crate::settings::TlsFiles) -> CertSource {
+    CertSource::Files {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+    }
+}
+
+/// A certificate signed by the CA in `dir` for the [`serving_names`].
+fn self_signed(
+    dir: &std::path::Path,
+    ca_name: &str,
+    leaf_name: &str,
+    bound: SocketAddr,
+    extra: &[String],
+) -> CertSource {
+    let (dns_names, ips) = serving_names(bound, extra);
+    CertSource::SelfSigned {
+        dir: dir.to_owned(),
+        ca_name: ca_name.to_owned(),
+        leaf_name: leaf_name.to_owned(),
+        dns_names,
+        ips,
+    }
+}
+
+/// The DNS names and IP addresses a serving certificate names: localhost, the loopback
+/// addresses, the bound address (unless unspecified) and `extra` names (IP addresses or DNS
+/// names).
+fn serving_names(bound: SocketAddr, extra: &[String]) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    use std::net::{IpAddr, Ipv6Addr};
+    let mut dns_names = vec!["localhost".to_owned()];
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
+    if !bound.ip().is_unspecified() {
+        ips.push(bound.ip());
+    }
+    for name in extra {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns_names.push(name.clone()),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    (dns_names, ips)
 }
 
 /// The Talos API proxy's TLS (its CA in `<data-dir>/talos-proxy`, a serving certificate for the
@@ -497,7 +685,7 @@ fn talos_proxy_tls(
     settings: &Settings,
     bound: SocketAddr,
 ) -> Result<(drover_talosproxy::ProxyTls, String)> {
-    use std::net::{IpAddr, Ipv6Addr};
+    use std::net::IpAddr;
     let endpoint = match &settings.talos_proxy.endpoint {
         Some(endpoint) => endpoint.clone(),
         None => {
@@ -509,18 +697,12 @@ fn talos_proxy_tls(
             SocketAddr::new(ip, bound.port()).to_string()
         }
     };
-    let mut names = vec!["localhost".to_owned()];
-    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), Ipv6Addr::LOCALHOST.into()];
-    if let Some((host, _)) = endpoint.rsplit_once(':') {
-        let host = host.trim_matches(['[', ']']);
-        match host.parse::<IpAddr>() {
-            Ok(ip) => ips.push(ip),
-            Err(_) => names.push(host.to_owned()),
-        }
-    }
-    if !bound.ip().is_unspecified() {
-        ips.push(bound.ip());
-    }
+    let host: Vec<String> = endpoint
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_matches(['[', ']']).to_owned())
+        .into_iter()
+        .collect();
+    let (names, ips) = serving_names(bound, &host);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let tls =
         drover_talosproxy::ProxyTls::new(&settings.data_dir.join("talos-proxy"), &names, &ips)?;

@@ -31,12 +31,54 @@ pub struct Args {
     #[arg(long, env = "DROVER_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
 
+    /// TLS on the HTTP address: `files` (--http-tls-cert and --http-tls-key), `self-signed` (a
+    /// CA Drover makes once in <data-dir>/http-tls signs the serving certificate; clients trust
+    /// its ca.crt) or `off` (plain HTTP). [default: `files` when they are given, else off on a
+    /// loopback address; any other address needs TLS or an explicit `off`]
+    #[arg(long, env = "DROVER_HTTP_TLS", value_enum, value_name = "MODE")]
+    pub http_tls: Option<HttpTlsMode>,
+
+    /// PEM certificate chain for the HTTP address, re-read whenever it changes.
+    #[arg(
+        long,
+        env = "DROVER_HTTP_TLS_CERT",
+        value_name = "FILE",
+        requires = "http_tls_key"
+    )]
+    pub http_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for the HTTP certificate, re-read whenever it changes.
+    #[arg(
+        long,
+        env = "DROVER_HTTP_TLS_KEY",
+        value_name = "FILE",
+        requires = "http_tls_cert"
+    )]
+    pub http_tls_key: Option<PathBuf>,
+
+    /// More DNS names and IP addresses for the self-signed HTTP certificate (it always names
+    /// localhost, the loopback addresses, the bound address and the public URL's host);
+    /// repeat or comma-separate.
+    #[arg(
+        long,
+        env = "DROVER_HTTP_TLS_NAMES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub http_tls_names: Vec<String>,
+
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP, no credential:
+    /// bind it where only your Prometheus reaches it). [default: 127.0.0.1:8097]
+    #[arg(long, env = "DROVER_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Address of the machine API that Talos nodes call to provision (plaintext h2c unless a
     /// certificate is given). [default: 0.0.0.0:8090]
     #[arg(long, env = "DROVER_MACHINE_API_ADDR", value_name = "ADDR")]
     pub machine_api_addr: Option<SocketAddr>,
 
-    /// PEM certificate chain for the machine API; serves TLS when given with the key.
+    /// PEM certificate chain for the machine API; serves TLS when given with the key. Both are
+    /// re-read whenever they change.
     #[arg(
         long,
         env = "DROVER_MACHINE_API_TLS_CERT",
@@ -116,13 +158,19 @@ pub struct Args {
     #[arg(long, env = "DROVER_LIVENESS_THRESHOLD", value_name = "DURATION")]
     pub liveness_threshold: Option<humantime::Duration>,
 
+    /// A replica (droverd sharing the database with others) that has not refreshed its
+    /// heartbeat for this long is gone: the others disconnect the machines whose tunnels it
+    /// held. [default: 30s]
+    #[arg(long, env = "DROVER_REPLICA_TIMEOUT", value_name = "DURATION")]
+    pub replica_timeout: Option<humantime::Duration>,
+
     /// PostgreSQL URL. Without one, droverd runs a private PostgreSQL in <data-dir>/postgres.
     /// `DATABASE_URL` is read too.
     #[arg(long, env = "DROVER_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 
     /// Log format. [default: text]
-    #[arg(long, env = "DROVER_LOG_FORMAT", value_enum)]
+    #[arg(long, env = "DROVER_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
     /// The key-encryption key (32 bytes, standard base64) that wraps the data keys sealing
@@ -190,7 +238,7 @@ pub struct Args {
     /// `single-tenant` (one organisation, the self-hosted default) or `multi-tenant` (a first
     /// login of a person who is no user anywhere creates a tenant on the default plan).
     /// [default: single-tenant]
-    #[arg(long, env = "DROVER_TENANCY", value_enum)]
+    #[arg(long, env = "DROVER_TENANCY", value_enum, value_name = "MODE")]
     pub tenancy: Option<TenancyArg>,
 
     /// TOML file of plans (`[plans.NAME]` with `machines`, `clusters`, `users`,
@@ -211,6 +259,18 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// `--http-tls`: how the HTTP address is served when no certificate files are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpTlsMode {
+    /// Plain HTTP.
+    Off,
+    /// The operator's certificate files.
+    Files,
+    /// A certificate signed by a CA Drover makes in <data-dir>/http-tls.
+    SelfSigned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -238,6 +298,23 @@ pub enum Command {
     /// Manage tenants and their plans (operator commands, straight on the database).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Write the database to a file with pg_dump (custom format), while droverd runs. The
+    /// key-encryption key (<data-dir>/master.key) is not in it: back it up apart.
+    Backup {
+        /// The archive to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the configuration reference (Markdown): every setting with its flag, environment
+    /// variable, settings-file key and default, and these commands.
+    ConfigReference,
+    /// Restore a backup into a fresh data dir or an empty database (droverd stopped); put the
+    /// key-encryption key back in <data-dir>/master.key (or --master-key) too.
+    Restore {
+        /// The archive `droverd backup` wrote.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -275,6 +352,11 @@ pub enum LogFormat {
 struct FileSettings {
     data_dir: Option<PathBuf>,
     http_addr: Option<SocketAddr>,
+    http_tls: Option<HttpTlsMode>,
+    http_tls_cert: Option<PathBuf>,
+    http_tls_key: Option<PathBuf>,
+    http_tls_names: Option<Vec<String>>,
+    metrics_addr: Option<SocketAddr>,
     machine_api_addr: Option<SocketAddr>,
     machine_api_tls_cert: Option<PathBuf>,
     machine_api_tls_key: Option<PathBuf>,
@@ -290,6 +372,8 @@ struct FileSettings {
     database_url: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     liveness_threshold: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    replica_timeout: Option<std::time::Duration>,
     log_format: Option<LogFormat>,
     master_key: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -327,6 +411,10 @@ mod humantime_serde_opt {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub http_addr: SocketAddr,
+    /// How the HTTP address is served: plain, the operator's files, or self-signed.
+    pub http_tls: HttpTls,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     pub machine_api_addr: SocketAddr,
     pub machine_api_tls: Option<TlsFiles>,
     /// The Kubernetes proxy: where it listens, its URL for clients, the operator's TLS files.
@@ -388,10 +476,12 @@ impl std::fmt::Debug for OidcLogin {
 }
 
 impl OidcLogin {
-    /// The service's settings, with `bound` (the HTTP listener) as the default public URL.
-    pub fn service_settings(&self, bound: SocketAddr) -> drover_service::OidcSettings {
+    /// The service's settings, with `bound` (the HTTP listener; `https` when `tls`) as the
+    /// default public URL.
+    pub fn service_settings(&self, bound: SocketAddr, tls: bool) -> drover_service::OidcSettings {
         let public_url = self.public_url.clone().unwrap_or_else(|| {
-            format!("http://{bound}/")
+            let scheme = if tls { "https" } else { "http" };
+            format!("{scheme}://{bound}/")
                 .parse()
                 .expect("a socket address makes a URL")
         });
@@ -429,7 +519,25 @@ pub struct TalosProxySettings {
     pub endpoint: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+/// How the HTTP API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpTls {
+    /// Plain HTTP (a loopback address, or asked for with `--http-tls off`).
+    Off,
+    /// The operator's certificate and key, re-read when they change.
+    Files(TlsFiles),
+    /// Signed by Drover's CA in `<data-dir>/http-tls`, for these extra names and addresses.
+    SelfSigned { names: Vec<String> },
+}
+
+impl HttpTls {
+    /// Whether clients reach the HTTP API over TLS.
+    pub fn is_on(&self) -> bool {
+        *self != Self::Off
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -464,6 +572,21 @@ pub enum SettingsError {
     Endpoint(String),
     #[error("the TLS certificate and key files must be given together")]
     TlsPair,
+    #[error(
+        "http-addr {0} is reachable from other hosts and would serve plain HTTP: give a \
+         certificate (--http-tls-cert and --http-tls-key), let Drover make one \
+         (--http-tls self-signed), or allow plain HTTP explicitly (--http-tls off)"
+    )]
+    HttpPlainNotLoopback(SocketAddr),
+    #[error(
+        "http-tls: the certificate files are given, so --http-tls {0} does not apply; give one \
+         or the other"
+    )]
+    HttpTlsTwice(&'static str),
+    #[error("http-tls files needs both http-tls-cert and http-tls-key")]
+    HttpTlsFiles,
+    #[error("http-tls-names: only a self-signed certificate (--http-tls self-signed) takes names")]
+    HttpTlsNamesWithoutSelfSigned,
     #[error("kube-proxy-url: {0:?} is not an https:// URL")]
     KubeProxyUrl(String),
     #[error("talos-proxy-endpoint: {0:?} is not host:port")]
@@ -507,6 +630,21 @@ impl Settings {
             (None, None) => None,
             _ => return Err(SettingsError::TlsPair),
         };
+        let http_addr = args
+            .http_addr
+            .or(file.http_addr)
+            .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid"));
+        let http_tls = http_tls(
+            http_addr,
+            args.http_tls.or(file.http_tls),
+            args.http_tls_cert.or(file.http_tls_cert),
+            args.http_tls_key.or(file.http_tls_key),
+            if args.http_tls_names.is_empty() {
+                file.http_tls_names.unwrap_or_default()
+            } else {
+                args.http_tls_names
+            },
+        )?;
         let kube_proxy = KubeProxySettings {
             addr: args
                 .kube_proxy_addr
@@ -606,10 +744,12 @@ impl Settings {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("drover-data")),
-            http_addr: args
-                .http_addr
-                .or(file.http_addr)
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
+            http_addr,
+            http_tls,
+            metrics_addr: args
+                .metrics_addr
+                .or(file.metrics_addr)
+                .unwrap_or_else(|| "127.0.0.1:8097".parse().expect("valid")),
             machine_api_addr: args
                 .machine_api_addr
                 .or(file.machine_api_addr)
@@ -641,6 +781,13 @@ impl Settings {
                     .or(file.liveness_threshold)
                 {
                     dp.liveness_threshold = t;
+                }
+                if let Some(t) = args
+                    .replica_timeout
+                    .map(Into::into)
+                    .or(file.replica_timeout)
+                {
+                    dp.replica_timeout = t;
                 }
                 dp
             },
@@ -700,6 +847,40 @@ impl Settings {
         };
         vec![format!("{host}:{bound_port}")]
     }
+}
+
+/// How the HTTP API is served, from the settings that say so.
+fn http_tls(
+    addr: SocketAddr,
+    mode: Option<HttpTlsMode>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    names: Vec<String>,
+) -> Result<HttpTls, SettingsError> {
+    let tls = match (mode, cert, key) {
+        (None | Some(HttpTlsMode::Files), Some(cert), Some(key)) => {
+            HttpTls::Files(TlsFiles { cert, key })
+        }
+        (Some(mode), Some(_), Some(_)) => {
+            return Err(SettingsError::HttpTlsTwice(match mode {
+                HttpTlsMode::Off => "off",
+                _ => "self-signed",
+            }));
+        }
+        (_, Some(_), None) | (_, None, Some(_)) | (Some(HttpTlsMode::Files), None, None) => {
+            return Err(SettingsError::HttpTlsFiles);
+        }
+        (Some(HttpTlsMode::SelfSigned), None, None) => HttpTls::SelfSigned {
+            names: names.clone(),
+        },
+        (Some(HttpTlsMode::Off), None, None) => HttpTls::Off,
+        (None, None, None) if addr.ip().is_loopback() => HttpTls::Off,
+        (None, None, None) => return Err(SettingsError::HttpPlainNotLoopback(addr)),
+    };
+    if !names.is_empty() && !matches!(tls, HttpTls::SelfSigned { .. }) {
+        return Err(SettingsError::HttpTlsNamesWithoutSelfSigned);
+    }
+    Ok(tls)
 }
 
 fn oidc_login(
@@ -871,6 +1052,73 @@ mod tests {
     }
 
     #[test]
+    fn http_tls_settings() {
+        assert_eq!(Settings::resolve(args(&[])).unwrap().http_tls, HttpTls::Off);
+        let err = Settings::resolve(args(&["--http-addr", "0.0.0.0:8080"])).unwrap_err();
+        assert!(
+            matches!(err, SettingsError::HttpPlainNotLoopback(_)),
+            "{err}"
+        );
+        let s = Settings::resolve(args(&["--http-addr", "0.0.0.0:8080", "--http-tls", "off"]));
+        assert_eq!(s.unwrap().http_tls, HttpTls::Off);
+        let s = Settings::resolve(args(&[
+            "--http-addr",
+            "0.0.0.0:8080",
+            "--http-tls",
+            "self-signed",
+            "--http-tls-names",
+            "drover.example.com,192.0.2.1",
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.http_tls,
+            HttpTls::SelfSigned {
+                names: vec!["drover.example.com".into(), "192.0.2.1".into()]
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("drover.toml");
+        std::fs::write(
+            &file,
+            "http-addr = \"[::]:443\"\nhttp-tls-cert = \"/tls/crt\"\nhttp-tls-key = \"/tls/key\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(args(&["--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            s.http_tls,
+            HttpTls::Files(TlsFiles {
+                cert: "/tls/crt".into(),
+                key: "/tls/key".into()
+            })
+        );
+        let err = Settings::resolve(args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--http-tls",
+            "self-signed",
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(err, SettingsError::HttpTlsTwice("self-signed")),
+            "{err}"
+        );
+        let err = Settings::resolve(args(&["--http-tls", "files"])).unwrap_err();
+        assert!(matches!(err, SettingsError::HttpTlsFiles), "{err}");
+        let s = Settings::resolve(args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--http-tls",
+            "files",
+        ]));
+        assert!(matches!(s.unwrap().http_tls, HttpTls::Files(_)));
+        let err = Settings::resolve(args(&["--http-tls-names", "x"])).unwrap_err();
+        assert!(
+            matches!(err, SettingsError::HttpTlsNamesWithoutSelfSigned),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn break_glass_is_off_unless_allowed() {
         assert!(!Settings::resolve(args(&[])).unwrap().allow_break_glass);
         assert!(
@@ -906,7 +1154,7 @@ mod tests {
             ["a@example.com", "b@example.com", "c@example.com"]
         );
         assert!(oidc.client_secret.is_none());
-        let service = oidc.service_settings("127.0.0.1:8080".parse().unwrap());
+        let service = oidc.service_settings("127.0.0.1:8080".parse().unwrap(), false);
         assert_eq!(
             service.redirect_url().as_str(),
             "http://127.0.0.1:8080/auth/callback"

@@ -1,0 +1,107 @@
+//! Several droverd replicas on one database: each registers and refreshes a heartbeat, a
+//! machine's row names the replica holding its tunnel, a replica that stops takes its machines'
+//! connections with it, and one that stops beating is removed by the others.
+
+use std::time::Duration;
+
+use drover_e2e::{Extra, TestDrover, eventually, no_cancel, spawn_fleet};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn heartbeat(
+    drover: &TestDrover,
+    replica: uuid::Uuid,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    drover_store::replicas::list(drover.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == replica)
+        .map(|r| r.heartbeat_at)
+}
+
+/// `(connected, tunnel replica)` of every machine.
+async fn tunnels(drover: &TestDrover) -> Vec<(bool, Option<uuid::Uuid>)> {
+    sqlx::query_as("SELECT connected, tunnel_replica FROM machines ORDER BY id")
+        .fetch_all(drover.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_record_who_holds_each_tunnel_and_clear_it_when_a_replica_goes() {
+    let first = TestDrover::start().await;
+    let second = first.start_replica(Extra::default()).await;
+    let (a, b) = (
+        first.server().service().replica(),
+        second.server().service().replica(),
+    );
+    assert_ne!(a, b);
+
+    // Both are registered, and their heartbeats move on.
+    let beat = heartbeat(&first, b)
+        .await
+        .expect("the second replica is registered");
+    assert!(heartbeat(&second, a).await.is_some(), "the first too");
+    eventually("a refreshed heartbeat", LIMIT, || async {
+        (heartbeat(&first, b).await? > beat).then_some(())
+    })
+    .await;
+
+    // Machines that join through the second replica have their tunnels there.
+    let token = second.join_token("lab").await;
+    let cancel = no_cancel();
+    let fleet = spawn_fleet(
+        second.fleet(&token.secret, 3, "replicas", "v1.12.4"),
+        cancel.clone(),
+    );
+    eventually("three tunnels on the second replica", LIMIT, || async {
+        let rows = tunnels(&first).await;
+        (rows.len() == 3 && rows.iter().all(|r| *r == (true, Some(b)))).then_some(())
+    })
+    .await;
+    let machines = first.client().all_machines().await.unwrap();
+    assert!(
+        machines.iter().all(|m| m.connected),
+        "the other replica's API agrees"
+    );
+
+    // The second replica stops: it leaves, and its machines are disconnected at once.
+    second.stop().await;
+    assert_eq!(heartbeat(&first, b).await, None, "the stopped replica left");
+    assert!(
+        tunnels(&first).await.iter().all(|r| *r == (false, None)),
+        "no tunnel is left on a stopped replica"
+    );
+
+    // A replica that dies without leaving stops beating; the first removes it and disconnects
+    // what it held.
+    let dead = uuid::Uuid::new_v4();
+    sqlx::query("INSERT INTO replicas (id, heartbeat_at) VALUES ($1, now() - interval '1 hour')")
+        .bind(dead)
+        .execute(first.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE machines SET connected = true, tunnel_replica = $1
+          WHERE id = (SELECT min(id) FROM machines)",
+    )
+    .bind(dead)
+    .execute(first.pool())
+    .await
+    .unwrap();
+    eventually("the dead replica removed", LIMIT, || async {
+        let rows = tunnels(&first).await;
+        (heartbeat(&first, dead).await.is_none() && rows.iter().all(|r| *r == (false, None)))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        heartbeat(&first, a).await.is_some(),
+        "the living replica stays"
+    );
+
+    cancel.cancel();
+    let _ = fleet.await;
+    first.stop().await;
+}
