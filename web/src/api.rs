@@ -1,6 +1,8 @@
 //! The UI's server functions: thin shells over droverd's service layer (`drover_service::Drover`),
 //! so the browser can do what REST, gRPC and the CLI do, with the same rules. Each one
 //! authenticates the browser's session (or the API token it signed in with) on every call.
+//! Each has a fixed endpoint, `/ui/fn/<name>`, so a bundle and a server built from different
+//! checkouts agree.
 
 use std::collections::BTreeMap;
 
@@ -109,7 +111,7 @@ pub struct Viewer {
 }
 
 /// The signed-in caller, or `None` when nobody is.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "get_viewer")]
 pub async fn get_viewer() -> Result<Option<Viewer>, UiError> {
     let (drover, ctx) = match caller().await {
         Ok(found) => found,
@@ -154,7 +156,7 @@ pub struct Dashboard {
     pub usage: TenantUsage,
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "get_dashboard")]
 pub async fn get_dashboard() -> Result<Dashboard, UiError> {
     let (drover, ctx) = caller().await?;
     let count = |connected: Option<bool>, available: Option<bool>| {
@@ -197,7 +199,7 @@ pub async fn get_dashboard() -> Result<Dashboard, UiError> {
     })
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "search_machines")]
 pub async fn search_machines(query: MachineSearch) -> Result<MachineSearchPage, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(drover.search_machines(&ctx, &query).await?)
@@ -210,7 +212,7 @@ pub struct MachineDetail {
     pub locked: bool,
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "get_machine")]
 pub async fn get_machine(id: String) -> Result<MachineDetail, UiError> {
     let (drover, ctx) = caller().await?;
     let machine = drover.get_machine(&ctx, &id).await?;
@@ -228,7 +230,7 @@ pub async fn get_machine(id: String) -> Result<MachineDetail, UiError> {
 }
 
 /// The machine's kernel log lines after `after` (0: from the start).
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "machine_logs")]
 pub async fn machine_logs(id: String, after: i64) -> Result<LogPage, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(drover
@@ -238,7 +240,7 @@ pub async fn machine_logs(id: String, after: i64) -> Result<LogPage, UiError> {
 
 /// Replaces the machine's user labels with `labels`: `key=value` pairs, one per line or
 /// separated by commas.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "set_machine_labels")]
 pub async fn set_machine_labels(id: String, labels: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let labels = parse_labels(&labels)?;
@@ -247,14 +249,14 @@ pub async fn set_machine_labels(id: String, labels: String) -> Result<(), UiErro
 }
 
 /// Holds (or releases) the machine in its cluster: no config change or upgrade touches it.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "set_machine_locked")]
 pub async fn set_machine_locked(id: String, locked: bool) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.set_machine_locked(&ctx, &id, locked).await?;
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "remove_machine")]
 pub async fn remove_machine(id: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.delete_machine(&ctx, &id).await?;
@@ -262,14 +264,14 @@ pub async fn remove_machine(id: String) -> Result<(), UiError> {
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "join_tokens")]
 pub async fn join_tokens() -> Result<Vec<JoinToken>, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(drover.list_join_tokens(&ctx).await?)
 }
 
 /// Creates a join token; `expires_in` is empty (never) or a duration such as `30d`.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "create_join_token")]
 pub async fn create_join_token(
     name: String,
     expires_in: String,
@@ -285,28 +287,28 @@ pub async fn create_join_token(
     Ok(drover.create_join_token(&ctx, req).await?)
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "revoke_join_token")]
 pub async fn revoke_join_token(id: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.revoke_join_token(&ctx, &id).await?;
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "make_default_join_token")]
 pub async fn make_default_join_token(id: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.make_default_join_token(&ctx, &id).await?;
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "machine_classes")]
 pub async fn machine_classes() -> Result<Vec<MachineClass>, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(drover.list_machine_classes(&ctx).await?)
 }
 
 /// Creates or replaces a machine class; `selectors` holds one selector per line.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "save_machine_class")]
 pub async fn save_machine_class(name: String, selectors: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let spec = drover_model::MachineClassSpec {
@@ -317,7 +319,7 @@ pub async fn save_machine_class(name: String, selectors: String) -> Result<(), U
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "delete_machine_class")]
 pub async fn delete_machine_class(name: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.delete_machine_class(&ctx, &name).await?;
@@ -325,13 +327,13 @@ pub async fn delete_machine_class(name: String) -> Result<(), UiError> {
 }
 
 /// The machines that selectors (one per line) match: a class's live preview.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "preview_selectors")]
 pub async fn preview_selectors(selectors: String) -> Result<Vec<Machine>, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(drover.machines_matching(&ctx, &lines(&selectors)).await?)
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "clusters")]
 pub async fn clusters() -> Result<Vec<Cluster>, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(drover.list_clusters(&ctx).await?)
@@ -349,7 +351,7 @@ pub struct ClusterDetail {
     pub role: Role,
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "get_cluster")]
 pub async fn get_cluster(name: String) -> Result<ClusterDetail, UiError> {
     let (drover, ctx) = caller().await?;
     let cluster = drover.get_cluster(&ctx, &name).await?;
@@ -369,7 +371,7 @@ pub async fn get_cluster(name: String) -> Result<ClusterDetail, UiError> {
 
 /// Creates a cluster from the form: control planes and workers taken from machine classes (or
 /// given machine ids).
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "create_cluster")]
 pub async fn create_cluster(
     name: String,
     talos_version: String,
@@ -397,7 +399,7 @@ pub async fn create_cluster(
 
 /// Validates a template and, unless `preview` is set, creates or updates its cluster. The
 /// changes are returned either way; problems come back one per document and field.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "apply_template")]
 pub async fn apply_template(
     template: String,
     preview: Option<String>,
@@ -408,7 +410,7 @@ pub async fn apply_template(
 }
 
 /// Sets how many machines a machine set takes from its class.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "scale_machine_set")]
 pub async fn scale_machine_set(cluster: String, set: String, size: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let mut spec = drover.get_cluster(&ctx, &cluster).await?.spec;
@@ -419,7 +421,7 @@ pub async fn scale_machine_set(cluster: String, set: String, size: String) -> Re
 
 /// Replaces the cluster-wide config patches with the YAML documents in `patches` (each a
 /// strategic merge patch, separated by `---`).
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "set_cluster_patches")]
 pub async fn set_cluster_patches(cluster: String, patches: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let mut spec = drover.get_cluster(&ctx, &cluster).await?.spec;
@@ -430,7 +432,7 @@ pub async fn set_cluster_patches(cluster: String, patches: String) -> Result<(),
 }
 
 /// Plans (`dry_run`) or starts a Talos (`kind` = `talos`) or Kubernetes upgrade.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "upgrade_cluster")]
 pub async fn upgrade_cluster(
     cluster: String,
     kind: String,
@@ -449,7 +451,7 @@ pub async fn upgrade_cluster(
 }
 
 /// Pauses, resumes or cancels the cluster's upgrade (`action`: `paused`, `running`, `cancelled`).
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "set_upgrade_state")]
 pub async fn set_upgrade_state(cluster: String, action: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let to = drover_model::parse_variant(&action)
@@ -459,7 +461,7 @@ pub async fn set_upgrade_state(cluster: String, action: String) -> Result<(), Ui
 }
 
 /// Deletes a cluster once `confirm` repeats its name.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "delete_cluster")]
 pub async fn delete_cluster(name: String, confirm: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     if confirm.trim() != name {
@@ -483,7 +485,7 @@ pub struct Settings {
     pub service_accounts: Vec<ServiceAccount>,
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "get_settings")]
 pub async fn get_settings() -> Result<Settings, UiError> {
     let (drover, ctx) = caller().await?;
     Ok(Settings {
@@ -493,7 +495,7 @@ pub async fn get_settings() -> Result<Settings, UiError> {
     })
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "invite_user")]
 pub async fn invite_user(email: String, role: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let role = crate::server::role("role", &role)?;
@@ -505,14 +507,14 @@ pub async fn invite_user(email: String, role: String) -> Result<(), UiError> {
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "cancel_invitation")]
 pub async fn cancel_invitation(email: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.cancel_invitation(&ctx, &email).await?;
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "set_user_role")]
 pub async fn set_user_role(email: String, role: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     let role = crate::server::role("role", &role)?;
@@ -520,7 +522,7 @@ pub async fn set_user_role(email: String, role: String) -> Result<(), UiError> {
     Ok(())
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "remove_user")]
 pub async fn remove_user(email: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.remove_user(&ctx, &email).await?;
@@ -528,7 +530,7 @@ pub async fn remove_user(email: String) -> Result<(), UiError> {
 }
 
 /// Creates a service account with its first key, shown once.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "create_service_account")]
 pub async fn create_service_account(
     name: String,
     role: String,
@@ -543,7 +545,7 @@ pub async fn create_service_account(
     Ok(drover.create_service_account(&ctx, req).await?)
 }
 
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "delete_service_account")]
 pub async fn delete_service_account(name: String) -> Result<(), UiError> {
     let (drover, ctx) = changing_caller().await?;
     drover.delete_service_account(&ctx, &name).await?;
@@ -551,7 +553,7 @@ pub async fn delete_service_account(name: String) -> Result<(), UiError> {
 }
 
 /// Audit log entries after `after` (0: the newest ones), filtered by action prefix and actor.
-#[server(prefix = "/ui/fn")]
+#[server(prefix = "/ui/fn", endpoint = "audit_log")]
 pub async fn audit_log(
     action: String,
     actor: String,

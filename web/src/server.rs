@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{UiError, UiErrorKind};
 use crate::app::{App, shell};
 use crate::components::url_encode;
+use drover_rest::cookie;
 
 /// The cookie holding the API token a browser signed in with (when there is no OpenID login).
 pub const TOKEN_COOKIE: &str = "drover_token";
@@ -120,19 +121,6 @@ fn credential(headers: &HeaderMap) -> Credential<'_> {
         };
     }
     cookie(headers, TOKEN_COOKIE).map_or(Credential::None, Credential::Bearer)
-}
-
-/// The value of cookie `name`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
-        .filter(|v| !v.is_empty())
 }
 
 /// Whether the request comes from a page of this site: the browser says so in

@@ -60,7 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionCookie {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()

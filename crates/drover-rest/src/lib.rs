@@ -17,6 +17,8 @@ pub mod problem;
 mod talos_proxy;
 mod tenant;
 
+pub use auth::cookie;
+
 use axum::Router;
 use axum::routing::get;
 use drover_service::Drover;
