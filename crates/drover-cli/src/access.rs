@@ -235,15 +235,13 @@ pub async fn service_account(client: &Client, action: ServiceAccountCmd) -> Resu
             print_issued(output, &issued)
         }
         ServiceAccountCmd::List { output, watch } => {
-            output::watch(watch, || async {
-                let list = client.list_service_accounts().await?;
-                output::render(
-                    output,
-                    &list,
-                    ACCOUNT_HEADERS,
-                    list.iter().flat_map(account_rows).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                ACCOUNT_HEADERS,
+                || client.list_service_accounts(),
+                |list| list.iter().flat_map(account_rows).collect(),
+            )
             .await
         }
         ServiceAccountCmd::Revoke { name } => {
@@ -290,27 +288,23 @@ fn user_row(u: &User) -> Vec<String> {
 pub async fn user(client: &Client, action: UserCmd) -> Result<()> {
     match action {
         UserCmd::List { output, watch } => {
-            output::watch(watch, || async {
-                let list = client.list_users().await?;
-                output::render(
-                    output,
-                    &list,
-                    USER_HEADERS,
-                    list.iter().map(user_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                USER_HEADERS,
+                || client.list_users(),
+                |list| list.iter().map(user_row).collect(),
+            )
             .await
         }
         UserCmd::Invitations { output, watch } => {
-            output::watch(watch, || async {
-                let list = client.list_invitations().await?;
-                output::render(
-                    output,
-                    &list,
-                    USER_HEADERS,
-                    list.iter().map(user_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                USER_HEADERS,
+                || client.list_invitations(),
+                |list| list.iter().map(user_row).collect(),
+            )
             .await
         }
         UserCmd::Invite { email, role } => {
@@ -375,15 +369,13 @@ pub async fn grant(client: &Client, action: GrantCmd) -> Result<()> {
             output,
             watch,
         } => {
-            output::watch(watch, || async {
-                let list = client.list_cluster_grants(&cluster).await?;
-                output::render(
-                    output,
-                    &list,
-                    GRANT_HEADERS,
-                    list.iter().map(grant_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                GRANT_HEADERS,
+                || client.list_cluster_grants(&cluster),
+                |list| list.iter().map(grant_row).collect(),
+            )
             .await
         }
         GrantCmd::Revoke { cluster, to } => {

@@ -477,15 +477,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Get {
             what: Get::Machines { output, watch },
         } => {
-            output::watch(watch, || async {
-                let machines = client.all_machines().await?;
-                output::render(
-                    output,
-                    &machines,
-                    MACHINE_HEADERS,
-                    machines.iter().map(machine_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                MACHINE_HEADERS,
+                || client.all_machines(),
+                |list| list.iter().map(machine_row).collect(),
+            )
             .await
         }
         Command::Get {
@@ -702,29 +700,25 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Get {
             what: Get::Clusters { output, watch },
         } => {
-            output::watch(watch, || async {
-                let list = client.list_clusters().await?;
-                output::render(
-                    output,
-                    &list,
-                    clusters::CLUSTER_HEADERS,
-                    list.iter().map(clusters::cluster_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                clusters::CLUSTER_HEADERS,
+                || client.list_clusters(),
+                |list| list.iter().map(clusters::cluster_row).collect(),
+            )
             .await
         }
         Command::Get {
             what: Get::MachineClasses { output, watch },
         } => {
-            output::watch(watch, || async {
-                let list = client.list_machine_classes().await?;
-                output::render(
-                    output,
-                    &list,
-                    clusters::CLASS_HEADERS,
-                    list.iter().map(clusters::class_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                clusters::CLASS_HEADERS,
+                || client.list_machine_classes(),
+                |list| list.iter().map(clusters::class_row).collect(),
+            )
             .await
         }
         Command::Cluster { action } => clusters::cluster(&client, action).await,
@@ -1018,15 +1012,13 @@ async fn join_token(client: &Client, action: JoinTokenCmd) -> Result<()> {
             Ok(())
         }
         JoinTokenCmd::List { output, watch } => {
-            output::watch(watch, || async {
-                let tokens = client.list_join_tokens().await?;
-                output::render(
-                    output,
-                    &tokens,
-                    TOKEN_HEADERS,
-                    tokens.iter().map(token_row).collect(),
-                )
-            })
+            output::watch_list(
+                watch,
+                output,
+                TOKEN_HEADERS,
+                || client.list_join_tokens(),
+                |list| list.iter().map(token_row).collect(),
+            )
             .await
         }
         JoinTokenCmd::Revoke { join_token } => {

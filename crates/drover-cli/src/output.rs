@@ -36,6 +36,32 @@ pub fn render<T: Serialize + ?Sized>(
 
 /// Prints what `render` gives; with `watch`, renders again every two seconds and prints it
 /// again whenever it changed, until interrupted.
+/// Fetches a list and prints it in `format` (a table of `rows`), again and again with `watch`.
+pub async fn watch_list<T, E, F, Fut, R>(
+    watching: bool,
+    format: Format,
+    headers: &[&str],
+    mut fetch: F,
+    rows: R,
+) -> anyhow::Result<()>
+where
+    T: Serialize,
+    E: Into<anyhow::Error>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, E>>,
+    R: Fn(&[T]) -> Vec<Vec<String>>,
+{
+    watch(watching, || {
+        let fetched = fetch();
+        let rows = &rows;
+        async move {
+            let list = fetched.await.map_err(Into::into)?;
+            render(format, &list, headers, rows(&list))
+        }
+    })
+    .await
+}
+
 pub async fn watch<F, Fut>(watch: bool, mut render: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
