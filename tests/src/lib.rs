@@ -307,6 +307,8 @@ fn settings(data_dir: &Path, extra: &Extra) -> Settings {
             .wireguard_addr
             .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")),
         advertised_wireguard_endpoints: extra.advertised_wireguard_endpoints.clone(),
+        relay_addr: "127.0.0.1:0".parse().expect("addr"),
+        advertised_relay_addr: None,
         database: match &extra.database_url {
             Some(url) => Database::Url(url.clone()),
             None => Database::Private {
@@ -355,6 +357,7 @@ pub fn fast_link() -> NodeBehaviour {
         keepalive: Duration::from_secs(1),
         handshake_check: Duration::from_secs(1),
         endpoint_timeout: Duration::from_secs(20),
+        rehandshake_after: Some(Duration::from_secs(5)),
         boot_log_lines: 20,
     }
 }

@@ -40,6 +40,7 @@ async fn start_droverd_with(data_dir: &std::path::Path, flags: &[&str], rust_log
         .args(flags)
         .env("DROVER_HTTP_ADDR", "127.0.0.1:0")
         .env("DROVER_METRICS_ADDR", "127.0.0.1:0")
+        .env("DROVER_RELAY_ADDR", "127.0.0.1:0")
         .env("DROVER_KUBE_PROXY_ADDR", "127.0.0.1:0")
         .env("DROVER_TALOS_PROXY_ADDR", "127.0.0.1:0")
         .env("DROVER_WIREGUARD_ADDR", "127.0.0.1:0")
@@ -375,7 +376,7 @@ async fn droverd_drover_and_drover_emu_work_together() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 data key(s) re-wrapped"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 data key(s) re-wrapped"));
     let (ok, config, err) =
         drover(&http, Some(&token), &["cluster", "config", "lab", uuids[0]]).await;
     assert!(ok, "{err}");

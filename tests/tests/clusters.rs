@@ -430,7 +430,7 @@ async fn bad_specs_and_patches_are_refused_with_the_reason_and_nothing_is_stored
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_rows_are_bound_to_their_cluster_and_survive_a_key_rotation() {
-    let drover = TestDrover::start().await;
+    let mut drover = TestDrover::start().await;
     let client = drover.client();
     for name in ["one", "two"] {
         let mut spec = parse(&template(name, &[format!("{name}-cp")], 1));
@@ -462,7 +462,8 @@ async fn secrets_rows_are_bound_to_their_cluster_and_survive_a_key_rotation() {
     // Rotate the key-encryption key while droverd runs: it keeps opening secrets.
     let before = std::fs::read(drover.data_dir().join("master.key")).unwrap();
     let rotation = droverd::keys::rotate(&drover.settings()).await.unwrap();
-    assert_eq!(rotation.rewrapped, 1);
+    // The tenant's data key, and the installation's (sealing the WireGuard and relay keys).
+    assert_eq!(rotation.rewrapped, 3);
     assert_ne!(rotation.old_id, rotation.new_id);
     assert_ne!(
         std::fs::read(drover.data_dir().join("master.key")).unwrap(),
@@ -477,8 +478,22 @@ async fn secrets_rows_are_bound_to_their_cluster_and_survive_a_key_rotation() {
         .await
         .unwrap();
     assert_eq!(kek_id, rotation.new_id);
+    let installation: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT kek_id FROM installation_secrets")
+            .fetch_all(drover.pool())
+            .await
+            .unwrap();
+    assert_eq!(installation, std::slice::from_ref(&rotation.new_id));
     let bundle = service.open_bundle(tenant, "one", one).await.unwrap();
     assert!(bundle.os_ca.cert_pem.contains("BEGIN CERTIFICATE"));
+
+    // A restart opens the installation's WireGuard key under the new key-encryption key.
+    let wireguard = service.config().server_public_key;
+    drover.restart().await;
+    assert_eq!(
+        drover.server().service().config().server_public_key,
+        wireguard
+    );
     drover.stop().await;
 }
 

@@ -123,6 +123,9 @@ fn the_chart_renders_replicas_services_and_secrets_and_lints_clean() {
     let reference = droverd::reference::markdown();
     for variable in container["env"].as_sequence().unwrap() {
         let name = variable["name"].as_str().unwrap();
+        if name == "POD_IP" {
+            continue; // Kubernetes's, for the relay's address below
+        }
         assert!(
             reference.contains(&format!("`{name}`")),
             "the chart sets {name}, which is no droverd setting"
@@ -139,6 +142,15 @@ fn the_chart_renders_replicas_services_and_secrets_and_lints_clean() {
     assert_eq!(
         env(container, "DROVER_ADVERTISED_WIREGUARD_ENDPOINTS")["value"].as_str(),
         Some("drover.example.com:50180")
+    );
+    // The other replicas reach this pod's relay at the pod's own address.
+    assert_eq!(
+        env(container, "POD_IP")["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
+    assert_eq!(
+        env(container, "DROVER_ADVERTISED_RELAY_ADDR")["value"].as_str(),
+        Some("$(POD_IP):8099")
     );
     assert_eq!(
         container["readinessProbe"]["httpGet"]["path"].as_str(),

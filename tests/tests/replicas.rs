@@ -28,6 +28,18 @@ async fn tunnels(drover: &TestDrover) -> Vec<(bool, Option<uuid::Uuid>)> {
         .unwrap()
 }
 
+/// Removes the machine provisioned as `probe`, so the fleet's machines are the only ones.
+async fn client_removes_probe(drover: &TestDrover, probe: &drover_emu::Provisioned) {
+    let machines = drover.client().all_machines().await.unwrap();
+    let address = probe.node_address.to_string();
+    let id = machines
+        .iter()
+        .find(|m| m.address == address)
+        .map(|m| m.id.to_string())
+        .expect("the probe is in the inventory");
+    drover.client().delete_machine(&id).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_record_who_holds_each_tunnel_and_clear_it_when_a_replica_goes() {
     let first = TestDrover::start().await;
@@ -48,8 +60,36 @@ async fn replicas_record_who_holds_each_tunnel_and_clear_it_when_a_replica_goes(
     })
     .await;
 
-    // Machines that join through the second replica have their tunnels there.
+    // Both answer machines with the installation's one WireGuard key, their own endpoint first
+    // and then the other's, so a machine whose replica goes away moves on to the other.
     let token = second.join_token("lab").await;
+    let endpoint = |d: &TestDrover| d.server().service().config().wireguard_endpoints.clone();
+    let mut probe = drover_emu::EmulatedMachine::new(
+        drover_emu::MachineIdentity::derive("replica-probe", 0),
+        drover_emu::DEFAULT_TALOS_VERSION,
+    );
+    let via_first = probe
+        .provision(&first.join_url(&token.secret))
+        .await
+        .unwrap()
+        .clone();
+    let via_second = probe
+        .provision(&second.join_url(&token.secret))
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(via_first.server_public_key, via_second.server_public_key);
+    assert_eq!(
+        via_first.server_endpoints,
+        [endpoint(&first), endpoint(&second)].concat()
+    );
+    assert_eq!(
+        via_second.server_endpoints,
+        [endpoint(&second), endpoint(&first)].concat()
+    );
+    client_removes_probe(&first, &via_first).await;
+
+    // Machines that join through the second replica have their tunnels there.
     let cancel = no_cancel();
     let fleet = spawn_fleet(
         second.fleet(&token.secret, 3, "replicas", "v1.12.4"),

@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Channel;
 
-use crate::{DataPlaneConfig, LivenessTracker};
+use crate::{DataPlaneConfig, LivenessTracker, MachineDialer};
 
 /// Talos machine API channels through the tunnels, one cached per machine. Channels connect
 /// lazily and reconnect by themselves; [`MachineApi::forget`] drops one whose tunnel went away.
 #[derive(Clone)]
 pub struct MachineApi {
-    hub: Hub,
+    dialer: MachineDialer,
     channels: Arc<Mutex<HashMap<Ipv6Addr, Channel>>>,
     authenticated: Arc<Mutex<HashMap<(Ipv6Addr, String), Channel>>>,
 }
@@ -36,9 +36,9 @@ pub struct TalosCredentials {
 }
 
 impl MachineApi {
-    pub fn new(hub: Hub) -> Self {
+    pub fn new(dialer: MachineDialer) -> Self {
         Self {
-            hub,
+            dialer,
             channels: Arc::default(),
             authenticated: Arc::default(),
         }
@@ -51,12 +51,12 @@ impl MachineApi {
         channels
             .entry(address)
             .or_insert_with(|| {
-                let hub = self.hub.clone();
+                let dialer = self.dialer.clone();
                 let target = SocketAddrV6::new(address, TALOS_API_PORT, 0, 0);
                 drover_talos::client::maintenance_channel(
                     move || {
-                        let hub = hub.clone();
-                        async move { hub.connect(target).await }
+                        let dialer = dialer.clone();
+                        async move { dialer.dial(target).await }
                     },
                     &format!("[{address}]:{TALOS_API_PORT}"),
                 )
@@ -76,12 +76,12 @@ impl MachineApi {
         if let Some(channel) = self.authenticated.lock().expect("not poisoned").get(&key) {
             return Ok(channel.clone());
         }
-        let hub = self.hub.clone();
+        let dialer = self.dialer.clone();
         let target = SocketAddrV6::new(address, TALOS_API_PORT, 0, 0);
         let channel = drover_talos::client::mtls_channel(
             move || {
-                let hub = hub.clone();
-                async move { hub.connect(target).await }
+                let dialer = dialer.clone();
+                async move { dialer.dial(target).await }
             },
             &format!("[{address}]:{TALOS_API_PORT}"),
             &credentials.ca_pem,
@@ -101,7 +101,7 @@ impl MachineApi {
         address: Ipv6Addr,
         credentials: &crate::KubernetesCredentials,
     ) -> Result<bool, crate::ProbeError> {
-        crate::kube::readyz(&self.hub, address, credentials).await
+        crate::kube::readyz(&self.dialer, address, credentials).await
     }
 
     /// `GET path` as JSON from the Kubernetes API server on the control plane at `address`.
@@ -111,7 +111,7 @@ impl MachineApi {
         credentials: &crate::KubernetesCredentials,
         path: &str,
     ) -> Result<serde_json::Value, crate::ProbeError> {
-        crate::kube::get_json(&self.hub, address, credentials, path).await
+        crate::kube::get_json(&self.dialer, address, credentials, path).await
     }
 
     /// A strategic merge patch of the object at `path` on the Kubernetes API server on the
@@ -123,7 +123,7 @@ impl MachineApi {
         path: &str,
         patch: &serde_json::Value,
     ) -> Result<serde_json::Value, crate::ProbeError> {
-        crate::kube::strategic_merge_patch(&self.hub, address, credentials, path, patch).await
+        crate::kube::strategic_merge_patch(&self.dialer, address, credentials, path, patch).await
     }
 
     pub fn forget(&self, address: Ipv6Addr) {

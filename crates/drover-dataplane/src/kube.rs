@@ -5,7 +5,6 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_tunnel::{Hub, TunnelStream};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -13,6 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+use crate::{MachineDialer, MachineStream};
 
 /// The port the Kubernetes API server listens on.
 pub const KUBERNETES_API_PORT: u16 = 6443;
@@ -45,28 +46,28 @@ pub struct KubernetesCredentials {
 /// `GET /readyz` on the API server at `[address]:6443`, with TLS verified against the cluster's
 /// Kubernetes CA and a client certificate. Returns whether it answered 200.
 pub async fn readyz(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
 ) -> Result<bool, ProbeError> {
-    let (status, _) = call(hub, address, credentials, Call::get("/readyz")).await?;
+    let (status, _) = call(dialer, address, credentials, Call::get("/readyz")).await?;
     Ok(status == hyper::StatusCode::OK)
 }
 
 /// `GET path` on the API server, as JSON; an answer other than 200 is an error.
 pub async fn get_json(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
     path: &str,
 ) -> Result<serde_json::Value, ProbeError> {
-    json(hub, address, credentials, Call::get(path)).await
+    json(dialer, address, credentials, Call::get(path)).await
 }
 
 /// A strategic merge patch of the object at `path` (`PATCH`, as `kubectl patch` sends it);
 /// returns the patched object.
 pub async fn strategic_merge_patch(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
     path: &str,
@@ -77,7 +78,7 @@ pub async fn strategic_merge_patch(
         path,
         body: Some(("application/strategic-merge-patch+json", patch.to_string())),
     };
-    json(hub, address, credentials, call).await
+    json(dialer, address, credentials, call).await
 }
 
 /// One request to the API server.
@@ -100,13 +101,13 @@ impl<'a> Call<'a> {
 
 /// The JSON answer of `call`; an answer other than 200 is an error naming the call.
 async fn json(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
     call: Call<'_>,
 ) -> Result<serde_json::Value, ProbeError> {
     let what = format!("{} {}", call.method, call.path);
-    let (status, body) = self::call(hub, address, credentials, call).await?;
+    let (status, body) = self::call(dialer, address, credentials, call).await?;
     if status != hyper::StatusCode::OK {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -120,26 +121,26 @@ async fn json(
 }
 
 async fn call(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
     call: Call<'_>,
 ) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
     let config = Arc::new(client_config(credentials)?);
-    tokio::time::timeout(PROBE_TIMEOUT, request(hub, address, config, call))
+    tokio::time::timeout(PROBE_TIMEOUT, request(dialer, address, config, call))
         .await
         .map_err(|_| ProbeError::Timeout)?
 }
 
 async fn request(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     config: Arc<ClientConfig>,
     call: Call<'_>,
 ) -> Result<(hyper::StatusCode, bytes::Bytes), ProbeError> {
     use http_body_util::BodyExt;
     let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
-    let tls = tls_stream(hub, address, config).await?;
+    let tls = tls_stream(dialer, address, config).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| unreachable(&e))?;
@@ -181,24 +182,24 @@ async fn request(
 /// the cluster's Kubernetes CA and authenticated with the client certificate of `credentials`
 /// (for a proxy that speaks HTTP over it itself).
 pub async fn connect(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     credentials: &KubernetesCredentials,
-) -> Result<TlsStream<TunnelStream>, ProbeError> {
+) -> Result<TlsStream<MachineStream>, ProbeError> {
     let config = Arc::new(client_config(credentials)?);
-    tokio::time::timeout(PROBE_TIMEOUT, tls_stream(hub, address, config))
+    tokio::time::timeout(PROBE_TIMEOUT, tls_stream(dialer, address, config))
         .await
         .map_err(|_| ProbeError::Timeout)?
 }
 
 async fn tls_stream(
-    hub: &Hub,
+    dialer: &MachineDialer,
     address: Ipv6Addr,
     config: Arc<ClientConfig>,
-) -> Result<TlsStream<TunnelStream>, ProbeError> {
+) -> Result<TlsStream<MachineStream>, ProbeError> {
     let unreachable = |e: &dyn std::fmt::Display| ProbeError::Unreachable(e.to_string());
-    let stream = hub
-        .connect(SocketAddrV6::new(address, KUBERNETES_API_PORT, 0, 0))
+    let stream = dialer
+        .dial(SocketAddrV6::new(address, KUBERNETES_API_PORT, 0, 0))
         .await
         .map_err(|e| unreachable(&e))?;
     let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");

@@ -6,6 +6,7 @@
 //! sink on port 8090, the kernel log receiver on 8092), and reads each machine's facts through
 //! its Talos API once it connects. Everything it learns goes to the service layer.
 
+mod dial;
 mod events;
 mod facts;
 mod grpc_carrier;
@@ -23,6 +24,7 @@ use drover_tunnel::Hub;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use dial::{MachineDialer, MachineStream};
 pub use facts::{MachineApi, TalosCredentials};
 pub use grpc_carrier::GrpcCarrier;
 pub use kube::{KubernetesCredentials, ProbeError};
@@ -58,14 +60,16 @@ impl Default for DataPlaneConfig {
     }
 }
 
-/// Starts the data plane's tasks on `tasks`; they stop when `cancel` fires.
+/// Starts the data plane's tasks on `tasks`; they stop when `cancel` fires. Machines are
+/// dialled with `dialer` (its hub is the one served here).
 pub async fn start(
-    hub: Hub,
+    dialer: MachineDialer,
     drover: Drover,
     config: DataPlaneConfig,
     cancel: CancellationToken,
     tasks: &TaskTracker,
 ) -> std::io::Result<DataPlane> {
+    let hub = dialer.hub().clone();
     drover
         .replica_heartbeat(config.replica_timeout)
         .await
@@ -74,7 +78,7 @@ pub async fn start(
         .await
         .map_err(std::io::Error::other)?;
 
-    let api = MachineApi::new(hub.clone());
+    let api = MachineApi::new(dialer.clone());
     let event_listener = hub.listen(EVENT_SINK_PORT).await?;
     let kmsg_listener = hub.listen(KERNEL_LOG_PORT).await?;
 
@@ -112,6 +116,7 @@ pub async fn start(
         carrier: GrpcCarrier::new(hub.clone(), drover, cancel),
         hub,
         api,
+        dialer,
     })
 }
 
@@ -135,6 +140,7 @@ async fn heartbeat_loop(drover: Drover, timeout: Duration, cancel: CancellationT
 pub struct DataPlane {
     hub: Hub,
     api: MachineApi,
+    dialer: MachineDialer,
     carrier: GrpcCarrier,
 }
 
@@ -146,6 +152,11 @@ impl DataPlane {
     /// Talos API channels to machines, through their tunnels.
     pub fn machine_api(&self) -> &MachineApi {
         &self.api
+    }
+
+    /// Connections to machines' tunnel addresses, from this replica or through another.
+    pub fn dialer(&self) -> &MachineDialer {
+        &self.dialer
     }
 
     /// `sidero.link.WireGuardOverGRPCService`, to serve on the machine API port.

@@ -53,21 +53,52 @@ pub(crate) async fn sync(hub: &Hub, drover: &Drover) -> drover_service::Result<(
     Ok(())
 }
 
+/// Keeps the hub's peers in step with the inventory: at once when any replica announces a change
+/// of the tunnel peers (channel `drover_tunnel_peers`), and every `every` in any case.
 pub(crate) async fn resync_loop(
     hub: Hub,
     drover: Drover,
     every: Duration,
     cancel: CancellationToken,
 ) {
+    let mut listener = listen(&drover).await;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            changed = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            } => match changed {
+                // A burst of provisions is one reload.
+                Ok(()) => while listener.as_mut().and_then(|l| l.next_buffered()).is_some() {},
+                Err(err) => {
+                    tracing::debug!(error = %err, "tunnel peer listener reconnecting");
+                    listener = listen(&drover).await;
+                }
+            },
         }
         if let Err(err) = sync(&hub, &drover).await {
             tracing::warn!(error = %err, "reloading tunnel peers failed; keeping the current ones");
+        }
+    }
+}
+
+async fn listen(drover: &Drover) -> Option<sqlx::postgres::PgListener> {
+    let listener = async {
+        let mut l = sqlx::postgres::PgListener::connect_with(drover.store().pool()).await?;
+        l.listen("drover_tunnel_peers").await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match listener.await {
+        Ok(l) => Some(l),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for tunnel peer changes; relying on the timer");
+            None
         }
     }
 }

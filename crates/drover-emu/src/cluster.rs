@@ -50,6 +50,25 @@ struct Inner {
     /// Bumped on every change, for whoever waits for one.
     changes: watch::Sender<u64>,
     calls: CallLog,
+    /// While true, machines hold installs and upgrades before starting them (see
+    /// [`ClusterRegistry::hold_actions`]).
+    held: watch::Sender<bool>,
+}
+
+/// Holds the machines' installs and upgrades while it lives.
+#[must_use = "the actions are released when this is dropped"]
+pub struct HeldActions {
+    held: watch::Sender<bool>,
+}
+
+impl HeldActions {
+    pub fn release(self) {}
+}
+
+impl Drop for HeldActions {
+    fn drop(&mut self) {
+        self.held.send_replace(false);
+    }
 }
 
 impl std::fmt::Debug for ClusterRegistry {
@@ -157,6 +176,22 @@ impl ClusterRegistry {
     }
 
     /// The mutating calls the machines of this registry received.
+    /// Makes the machines hold every install and upgrade they are asked for, before it starts,
+    /// until the returned guard is released or dropped: a test can then act while a control
+    /// plane is known to be mid-way, without racing the machines.
+    pub fn hold_actions(&self) -> HeldActions {
+        self.inner.held.send_replace(true);
+        HeldActions {
+            held: self.inner.held.clone(),
+        }
+    }
+
+    /// Waits while actions are held.
+    pub(crate) async fn actions_released(&self) {
+        let mut held = self.inner.held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
+    }
+
     pub fn calls(&self) -> &CallLog {
         &self.inner.calls
     }

@@ -57,7 +57,7 @@ mod runtime;
 mod services;
 
 pub use call_log::{Call, CallLog, CallRecord};
-pub use cluster::ClusterRegistry;
+pub use cluster::{ClusterRegistry, HeldActions};
 pub use config::{
     DEFAULT_COREDNS_IMAGE, DEFAULT_KUBERNETES_VERSION, KubernetesImages, MachineType, image_tag,
 };

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use drover_emu::{
@@ -153,6 +153,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         keepalive: args.keepalive.into(),
         handshake_check: args.handshake_check.into(),
         endpoint_timeout: args.endpoint_timeout.into(),
+        // Shorter than WireGuard's own renewal would make healthy tunnels look stale.
+        rehandshake_after: (Duration::from(args.endpoint_timeout) < Duration::from_secs(150))
+            .then(|| Duration::from(args.endpoint_timeout) / 3),
         ..NodeBehaviour::default()
     };
     fleet

@@ -49,6 +49,10 @@ pub struct NodeBehaviour {
     pub handshake_check: Duration,
     /// A handshake older than this moves the node to the next endpoint (Talos: 275 s).
     pub endpoint_timeout: Duration,
+    /// Renew the session once its handshake is this old. WireGuard renews it every 120 s by
+    /// itself, well inside Talos's 275 s; a test with a shorter endpoint timeout renews sooner,
+    /// or its healthy tunnels would look stale. `None`: WireGuard's own schedule.
+    pub rehandshake_after: Option<Duration>,
     /// Kernel log lines the machine sends when its tunnel first comes up.
     pub boot_log_lines: usize,
 }
@@ -59,6 +63,7 @@ impl Default for NodeBehaviour {
             keepalive: Duration::from_secs(25),
             handshake_check: Duration::from_secs(30),
             endpoint_timeout: Duration::from_secs(275),
+            rehandshake_after: None,
             boot_log_lines: 20,
         }
     }
@@ -257,11 +262,16 @@ impl EmulatedMachine {
                 _ = check.tick() => {}
             }
             let last = link.last_handshake().unwrap_or(started);
-            if SystemTime::now().duration_since(last).unwrap_or_default()
-                >= behaviour.endpoint_timeout
-            {
+            let age = SystemTime::now().duration_since(last).unwrap_or_default();
+            if age >= behaviour.endpoint_timeout {
                 tracing::info!(uuid = %self.identity().uuid, ?carrier, "handshake is stale; trying the next endpoint");
                 break;
+            }
+            if behaviour
+                .rehandshake_after
+                .is_some_and(|after| age >= after)
+            {
+                link.rehandshake();
             }
         }
         stop.cancel();

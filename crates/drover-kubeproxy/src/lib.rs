@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use drover_cluster_keys::ClusterKeyring;
+use drover_dataplane::MachineDialer;
 use drover_service::cluster_access::ClusterAccess;
 use drover_service::{Credential, Drover, ServiceError};
-use drover_tunnel::Hub;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -37,12 +37,12 @@ pub const DEFAULT_PORT: u16 = 8095;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// What the proxy needs: the service (authentication, access, audit), the tunnels, and the
-/// clusters' admin credentials.
+/// What the proxy needs: the service (authentication, access, audit), the way to the machines
+/// (this replica's tunnels or another's), and the clusters' admin credentials.
 #[derive(Clone)]
 pub struct KubeProxy {
     pub drover: Drover,
-    pub hub: Hub,
+    pub machines: MachineDialer,
     pub keyring: ClusterKeyring,
 }
 
@@ -265,7 +265,8 @@ impl KubeProxy {
         };
         let mut stream = None;
         for address in &access.control_planes {
-            match drover_dataplane::kube::connect(&self.hub, *address, &keys.kubernetes).await {
+            match drover_dataplane::kube::connect(&self.machines, *address, &keys.kubernetes).await
+            {
                 Ok(connected) => {
                     stream = Some(connected);
                     break;

@@ -114,17 +114,45 @@ impl Reconciler {
         };
         self.drover.metrics().reconcile_round(rows.len());
         let mut rounds = tokio::task::JoinSet::new();
+        let mut running = std::collections::HashMap::new();
         for row in rows {
             let this = self.clone();
-            rounds.spawn(async move {
+            let key = (row.tenant_id, row.name.clone());
+            let handle = rounds.spawn(async move {
                 let name = row.name.clone();
                 if let Err(err) = this.reconcile(row).await {
                     tracing::warn!(cluster = %name, error = %err, "reconciling the cluster failed");
                     this.drover.metrics().reconcile_error();
                 }
             });
+            running.insert(key, handle);
         }
-        while rounds.join_next().await.is_some() {}
+        // A slow reconcile (a machine not answering) keeps its lease; one whose lease ran out
+        // anyway (the database unreachable for a while) stops, as another replica may have
+        // taken the cluster over.
+        let mut renew = tokio::time::interval(self.config.lease / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                next = rounds.join_next() => if next.is_none() { break },
+                _ = renew.tick() => {
+                    match clusters::renew_leases(self.drover.store().pool(), self.owner, self.config.lease).await {
+                        Ok(held) => {
+                            let held: std::collections::HashSet<_> = held.into_iter().collect();
+                            running.retain(|key, handle| {
+                                if held.contains(key) || handle.is_finished() {
+                                    return true;
+                                }
+                                tracing::warn!(cluster = %key.1, "the cluster's lease ran out mid-reconcile; stopping here");
+                                handle.abort();
+                                false
+                            });
+                        }
+                        Err(err) => tracing::warn!(error = %err, "renewing cluster leases failed"),
+                    }
+                }
+            }
+        }
     }
 
     /// The cluster's secrets and a current admin credential for its nodes.

@@ -170,7 +170,11 @@ impl Drover {
     /// replicas that did not beat within `timeout`, disconnecting the machines whose tunnels
     /// they held (and any marked connected without a living replica).
     pub async fn replica_heartbeat(&self, timeout: std::time::Duration) -> Result<()> {
-        drover_store::replicas::beat(self.store.pool(), self.replica()).await?;
+        let reachable = drover_store::replicas::Reachable {
+            wireguard_endpoints: &self.config.wireguard_endpoints,
+            relay_addr: self.config.relay_addr.as_deref(),
+        };
+        drover_store::replicas::beat(self.store.pool(), self.replica(), reachable).await?;
         let gone = drover_store::replicas::remove(&self.store, timeout, None).await?;
         if gone > 0 {
             tracing::info!(
@@ -179,6 +183,19 @@ impl Drover {
             );
         }
         Ok(())
+    }
+
+    /// The living replica holding the tunnel of the machine at `address`, when it is not this
+    /// one, with the address of its relay.
+    pub async fn tunnel_elsewhere(
+        &self,
+        address: Ipv6Addr,
+    ) -> Result<Option<(uuid::Uuid, String)>> {
+        let holder =
+            drover_store::replicas::tunnel_holder(self.store.pool(), &address.to_string()).await?;
+        Ok(holder
+            .filter(|(id, _)| *id != self.replica)
+            .and_then(|(id, relay)| Some((id, relay?))))
     }
 
     /// This replica stops: it leaves the replicas, and its machines are disconnected until they

@@ -58,10 +58,13 @@ pub use tenancy::{
 pub struct ServiceConfig {
     /// The machine API as nodes reach it, without a token: put into `siderolink.api`.
     pub advertised_machine_api: JoinUrl,
-    /// WireGuard endpoints (`ip:port`), primary first.
+    /// This replica's WireGuard endpoints (`ip:port`), primary first.
     pub wireguard_endpoints: Vec<String>,
-    /// The server's WireGuard public key.
+    /// The installation's WireGuard public key (every replica's; see
+    /// [`secrets::installation_secret`]).
     pub server_public_key: PublicKey,
+    /// Where the other replicas reach this one's relay (`ip:port`), if it runs one.
+    pub relay_addr: Option<String>,
     pub addresses: AddressPlan,
     /// Key-encryption keys for sealing cluster secrets.
     pub keyring: secrets::Keyring,

@@ -24,6 +24,13 @@ struct ProvisionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayLabels {
+    /// `out`: this replica reached a machine through another's relay; `in`: its relay connected
+    /// another replica to a machine whose tunnel it holds.
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: String,
     status: u16,
@@ -58,6 +65,7 @@ pub struct Metrics(Arc<Inner>);
 struct Inner {
     registry: Registry,
     provisions: Family<ProvisionLabels, Counter>,
+    relayed: Family<RelayLabels, Counter>,
     reconcile_rounds: Counter,
     reconcile_errors: Counter,
     reconcile_queue_depth: Gauge,
@@ -77,6 +85,12 @@ impl Default for Metrics {
             r,
             "provisions",
             "Provision calls of machines, by result (new, known, refused)",
+            Family::default(),
+        );
+        let relayed = registered(
+            r,
+            "relayed_connections",
+            "Connections to machines between replicas, by direction (out: through another replica's relay; in: served by this one's)",
             Family::default(),
         );
         let reconcile_rounds = registered(
@@ -125,6 +139,7 @@ impl Default for Metrics {
         Self(Arc::new(Inner {
             registry,
             provisions,
+            relayed,
             reconcile_rounds,
             reconcile_errors,
             reconcile_queue_depth,
@@ -165,6 +180,16 @@ impl Metrics {
         self.0
             .provisions
             .get_or_create(&ProvisionLabels { result })
+            .inc();
+    }
+
+    /// Counts a connection to a machine relayed between replicas: `out` through another's relay,
+    /// `in` through this one's.
+    pub fn relayed(&self, outgoing: bool) {
+        let direction = if outgoing { "out" } else { "in" };
+        self.0
+            .relayed
+            .get_or_create(&RelayLabels { direction })
             .inc();
     }
 

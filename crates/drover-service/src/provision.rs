@@ -241,7 +241,7 @@ impl Drover {
         })?;
         let server_endpoints = match &grpc_peer {
             Some(peer) if req.wireguard_over_grpc => vec![peer.clone()],
-            _ => self.config.wireguard_endpoints.clone(),
+            _ => self.wireguard_endpoints().await,
         };
         Ok(ProvisionOutcome {
             machine: machine_id.clone(),
@@ -254,6 +254,30 @@ impl Drover {
             grpc_peer_addr_port: grpc_peer.filter(|_| req.wireguard_over_grpc),
             new_machine: existing.is_none(),
         })
+    }
+
+    /// This replica's WireGuard endpoints first, then those of the other living replicas (all
+    /// answer with the same key), so a node whose replica goes away moves on to another.
+    async fn wireguard_endpoints(&self) -> Vec<String> {
+        let mut endpoints = self.config.wireguard_endpoints.clone();
+        match drover_store::replicas::list(self.store.pool()).await {
+            Ok(replicas) => {
+                for endpoint in replicas
+                    .into_iter()
+                    .filter(|r| r.id != self.replica)
+                    .flat_map(|r| r.wireguard_endpoints)
+                {
+                    if !endpoints.contains(&endpoint) {
+                        endpoints.push(endpoint);
+                    }
+                }
+            }
+            // The node still gets this replica's endpoints; the others are a bonus.
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list the other replicas' WireGuard endpoints")
+            }
+        }
+        endpoints
     }
 
     fn random_grpc_peer(&self) -> String {

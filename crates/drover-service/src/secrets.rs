@@ -8,7 +8,7 @@ use chrono::Utc;
 use drover_model::TenantId;
 use drover_pki::{CertAndKey, SecretsBundle};
 use drover_seal::{Binding, Dek, Kek, SealError, Sealed, WrappedDek};
-use drover_store::{PgExecutor, Store, clusters, tenant_keys};
+use drover_store::{PgExecutor, Store, clusters, installation_secrets, tenant_keys};
 use parking_lot::RwLock;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
@@ -96,9 +96,13 @@ impl Keyring {
     }
 
     fn unwrap_dek(&self, tenant: TenantId, stored: &[u8]) -> Result<Dek, SealError> {
+        self.unwrap_labelled(&tenant.to_string(), stored)
+    }
+
+    /// Opens a data key wrapped for `label` (a tenant id, or [`INSTALLATION_LABEL`]).
+    fn unwrap_labelled(&self, label: &str, stored: &[u8]) -> Result<Dek, SealError> {
         let wrapped = WrappedDek::from_bytes(stored)?;
-        self.kek(&wrapped.kek_id)?
-            .unwrap_dek(&tenant.to_string(), &wrapped)
+        self.kek(&wrapped.kek_id)?.unwrap_dek(label, &wrapped)
     }
 }
 
@@ -114,12 +118,58 @@ fn read_dir_keys(dir: &Path) -> Result<Keys, SealError> {
     Ok(Keys { current, others })
 }
 
-/// Re-wraps every tenant's data key under `new`, in one transaction; sealed values are not
-/// touched. Returns how many keys were re-wrapped. Safe to run again after a crash.
+/// What the installation's own data keys are wrapped for (tenants' are wrapped for their id).
+const INSTALLATION_LABEL: &str = "installation";
+/// The purpose installation secrets are sealed for.
+const PURPOSE_INSTALLATION_SECRET: &str = "installation-secret";
+
+/// The installation's secret `name`, shared by every replica: the stored one, or `make()`'s,
+/// sealed and stored by whichever replica gets there first (the others then read that one).
+pub async fn installation_secret(
+    store: &Store,
+    keyring: &Keyring,
+    name: &str,
+    make: impl FnOnce() -> Zeroizing<Vec<u8>>,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let binding = Binding::new(INSTALLATION_LABEL, name, PURPOSE_INSTALLATION_SECRET);
+    let kek = keyring.current();
+    let (dek, wrapped) = kek.new_dek(INSTALLATION_LABEL);
+    let sealed = dek.seal(&binding, &make());
+    let row = installation_secrets::insert_or_get(
+        store.pool(),
+        name,
+        kek.id(),
+        &wrapped.to_bytes(),
+        &sealed.to_bytes(),
+    )
+    .await?;
+    let dek = keyring
+        .unwrap_labelled(INSTALLATION_LABEL, &row.wrapped_dek)
+        .map_err(internal)?;
+    let sealed = Sealed::from_bytes(&row.sealed).map_err(internal)?;
+    let plain = dek.open(&binding, &sealed).map_err(internal)?;
+    Ok(Zeroizing::new(plain.expose_secret().to_vec()))
+}
+
+/// Re-wraps every data key (the tenants' and the installation's) under `new`, in one
+/// transaction; sealed values are not touched. Returns how many keys were re-wrapped. Safe to
+/// run again after a crash.
 pub async fn rewrap_all(store: &Store, keyring: &Keyring, new: &Kek) -> Result<usize> {
     let mut tx = store.begin().await?;
-    let rows = tenant_keys::all_for_update(&mut *tx).await?;
     let mut count = 0;
+    for row in installation_secrets::all_for_update(&mut *tx).await? {
+        if row.kek_id == new.id() {
+            continue;
+        }
+        let wrapped = WrappedDek::from_bytes(&row.wrapped_dek).map_err(internal)?;
+        let old = keyring.kek(&wrapped.kek_id).map_err(internal)?;
+        let rewrapped = new
+            .rewrap(&old, INSTALLATION_LABEL, &wrapped)
+            .map_err(internal)?;
+        installation_secrets::rewrap(&mut *tx, &row.name, new.id(), &rewrapped.to_bytes()).await?;
+        count += 1;
+    }
+    let rows = tenant_keys::all_for_update(&mut *tx).await?;
     for row in rows {
         if row.kek_id == new.id() {
             continue;

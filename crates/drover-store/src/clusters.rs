@@ -255,6 +255,24 @@ pub async fn lease_due(
     .await?)
 }
 
+/// Extends the leases `owner` still holds (not yet expired) by `lease` from now, while a long
+/// reconcile runs; returns the `(tenant, name)` of every cluster still held.
+pub async fn renew_leases(
+    e: impl PgExecutor<'_>,
+    owner: uuid::Uuid,
+    lease: Duration,
+) -> Result<Vec<(uuid::Uuid, String)>> {
+    Ok(sqlx::query_as(
+        "UPDATE clusters SET lease_until = now() + $2
+          WHERE lease_owner = $1 AND lease_until >= now()
+          RETURNING tenant_id, name",
+    )
+    .bind(owner)
+    .bind(lease)
+    .fetch_all(e)
+    .await?)
+}
+
 /// Gives up every lease `owner` holds (on shutdown), so another replica takes over at once.
 pub async fn release_leases(e: impl PgExecutor<'_>, owner: uuid::Uuid) -> Result<()> {
     sqlx::query(

@@ -16,6 +16,7 @@ pub mod cluster_grants;
 pub mod cluster_machines;
 pub mod clusters;
 pub mod dataplane;
+pub mod installation_secrets;
 pub mod join_tokens;
 pub mod logs;
 pub mod machine_classes;

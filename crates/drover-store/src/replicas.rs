@@ -15,15 +15,30 @@ pub struct ReplicaRow {
     pub id: uuid::Uuid,
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
+    /// The WireGuard endpoints it tells machines to use, primary first.
+    pub wireguard_endpoints: Vec<String>,
+    /// Where the other replicas reach its relay (`ip:port`).
+    pub relay_addr: Option<String>,
 }
 
-/// Registers replica `id` (or refreshes its heartbeat).
-pub async fn beat(e: impl PgExecutor<'_>, id: uuid::Uuid) -> Result<()> {
+/// How a replica is reached, as it registers.
+#[derive(Debug, Clone, Copy)]
+pub struct Reachable<'a> {
+    pub wireguard_endpoints: &'a [String],
+    pub relay_addr: Option<&'a str>,
+}
+
+/// Registers replica `id` (or refreshes its heartbeat and how it is reached).
+pub async fn beat(e: impl PgExecutor<'_>, id: uuid::Uuid, at: Reachable<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO replicas (id) VALUES ($1)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+        "INSERT INTO replicas (id, wireguard_endpoints, relay_addr) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(),
+             wireguard_endpoints = excluded.wireguard_endpoints,
+             relay_addr = excluded.relay_addr",
     )
     .bind(id)
+    .bind(at.wireguard_endpoints)
+    .bind(at.relay_addr)
     .execute(e)
     .await?;
     Ok(())
@@ -31,11 +46,27 @@ pub async fn beat(e: impl PgExecutor<'_>, id: uuid::Uuid) -> Result<()> {
 
 /// Every replica, oldest first.
 pub async fn list(e: impl PgExecutor<'_>) -> Result<Vec<ReplicaRow>> {
-    Ok(
-        sqlx::query_as("SELECT id, started_at, heartbeat_at FROM replicas ORDER BY started_at, id")
-            .fetch_all(e)
-            .await?,
+    Ok(sqlx::query_as(
+        "SELECT id, started_at, heartbeat_at, wireguard_endpoints, relay_addr
+           FROM replicas ORDER BY started_at, id",
     )
+    .fetch_all(e)
+    .await?)
+}
+
+/// The replica holding the tunnel of the machine at tunnel address `address`, if a living one
+/// does, with its relay address.
+pub async fn tunnel_holder(
+    e: impl PgExecutor<'_>,
+    address: &str,
+) -> Result<Option<(uuid::Uuid, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT r.id, r.relay_addr FROM machines m JOIN replicas r ON r.id = m.tunnel_replica
+          WHERE m.address = $1",
+    )
+    .bind(address)
+    .fetch_optional(e)
+    .await?)
 }
 
 /// Removes the replicas that did not beat within `timeout` (and `leaving`, one stopping now),

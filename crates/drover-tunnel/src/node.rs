@@ -218,6 +218,12 @@ impl NodeLink {
             .and_then(|d| SystemTime::now().checked_sub(d))
     }
 
+    /// Starts a new handshake with the server now (a session is renewed every two minutes by
+    /// itself; a node checking handshakes more often than that renews it sooner).
+    pub fn rehandshake(&self) {
+        self.core.initiate(true);
+    }
+
     /// Moves to another server endpoint (Talos does so when handshakes get stale) and starts a
     /// handshake there. Ignored for a channel carrier.
     pub fn set_udp_endpoint(&self, endpoint: SocketAddr) {

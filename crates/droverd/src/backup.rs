@@ -58,16 +58,21 @@ pub async fn restore(settings: &Settings, file: &Path) -> Result<()> {
 }
 
 /// Fails unless the configured key-encryption keys include every key that wraps a restored
-/// tenant's data key.
+/// data key (the tenants' and the installation's).
 async fn check_keys(settings: &Settings, url: &str) -> Result<()> {
     let store = Store::connect(url, 1).await?;
-    let ids = drover_store::tenant_keys::kek_ids(store.pool()).await;
+    let tenants = drover_store::tenant_keys::kek_ids(store.pool()).await;
+    let installation = drover_store::installation_secrets::kek_ids(store.pool()).await;
     store.close().await;
     let keyring = crate::server::keyring(settings)?;
-    let missing: Vec<String> = ids?.into_iter().filter(|id| !keyring.has(id)).collect();
+    let mut ids = tenants?;
+    ids.extend(installation?);
+    ids.sort();
+    ids.dedup();
+    let missing: Vec<String> = ids.into_iter().filter(|id| !keyring.has(id)).collect();
     if !missing.is_empty() {
         bail!(
-            "restored, but the tenants' data keys are wrapped by key-encryption key {}, which \
+            "restored, but the data keys are wrapped by key-encryption key {}, which \
              is not the configured one ({}): put the backup's master.key there",
             missing.join(", "),
             keyring.current().id()

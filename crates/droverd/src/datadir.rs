@@ -31,19 +31,6 @@ pub fn allow_traverse_if_root(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a new owner-only (0600) file; fails if it exists, so nothing is overwritten.
-pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Writes an owner-only (0600) file atomically, replacing an older one (e.g. the token file of
 /// a database that was since wiped).
 pub fn replace_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -59,25 +46,16 @@ pub fn replace_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// The server's WireGuard key pair, generated on first start and kept in `wireguard.key`.
-pub fn load_or_create_wireguard_key(dir: &Path) -> Result<KeyPair> {
+/// The WireGuard key pair an older droverd kept in the data dir's `wireguard.key`, if there is
+/// one: a first start on a database without the installation's key adopts it, so machines that
+/// joined before keep their tunnels.
+pub fn legacy_wireguard_key(dir: &Path) -> Result<Option<KeyPair>> {
     let path: PathBuf = dir.join(WIREGUARD_KEY_FILE);
     match fs::read_to_string(&path) {
-        Ok(text) => {
-            let mode = fs::metadata(&path)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the WireGuard key file is readable by others; tightening to 0600");
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
-            }
-            KeyPair::from_secret_base64(&text)
-                .with_context(|| format!("{} is not a WireGuard private key", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let pair = KeyPair::generate();
-            write_secret_file(&path, &format!("{}\n", pair.secret_base64()))?;
-            tracing::info!(public_key = %pair.public(), "generated the server WireGuard key");
-            Ok(pair)
-        }
+        Ok(text) => KeyPair::from_secret_base64(&text)
+            .map(Some)
+            .with_context(|| format!("{} is not a WireGuard private key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -87,17 +65,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wireguard_key_is_created_once_owner_only_and_reused() {
+    fn a_legacy_wireguard_key_is_read_and_a_bad_one_named() {
         let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create_wireguard_key(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(WIREGUARD_KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let second = load_or_create_wireguard_key(dir.path()).unwrap();
-        assert_eq!(first.public(), second.public());
-        assert!(write_secret_file(&dir.path().join(WIREGUARD_KEY_FILE), "x").is_err());
+        assert!(legacy_wireguard_key(dir.path()).unwrap().is_none());
+        let pair = KeyPair::generate();
+        let path = dir.path().join(WIREGUARD_KEY_FILE);
+        fs::write(&path, format!("{}\n", pair.secret_base64())).unwrap();
+        let read = legacy_wireguard_key(dir.path()).unwrap().unwrap();
+        assert_eq!(read.public(), pair.public());
+        fs::write(&path, "nonsense").unwrap();
+        let err = legacy_wireguard_key(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("wireguard.key"), "{err:#}");
     }
 
     #[test]

@@ -43,6 +43,12 @@ async fn run() -> Result<()> {
             ca.pem.trim_end()
         );
     }
+    println!(
+        "Replica {} (relay for the other replicas: {})",
+        server.service().replica(),
+        server.relay_addr()
+    );
+    println!("Metrics: http://{}/metrics", server.metrics_addr());
     println!("Machine API for nodes: {}", server.machine_api_url());
 
     let mut term = signal(SignalKind::terminate())?;

@@ -16,6 +16,7 @@ use drover_seal::Kek;
 use drover_service::{Drover, Keyring, ServiceConfig};
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
+use drover_siderolink::keys::KeyPair;
 use drover_store::Store;
 use drover_tls::{CertSource, ServerTls};
 use drover_tunnel::{Hub, HubConfig};
@@ -37,6 +38,7 @@ pub struct Server {
     http_ca: Option<HttpCa>,
     http_tls: bool,
     metrics_addr: SocketAddr,
+    relay_addr: SocketAddr,
     machine_api_addr: SocketAddr,
     kube_proxy_addr: SocketAddr,
     talos_proxy_addr: SocketAddr,
@@ -99,7 +101,9 @@ impl Server {
 
     async fn start_with(settings: Settings, database_url: &str) -> Result<Self> {
         let store = Store::connect(database_url, 16).await?;
-        let wireguard_key = datadir::load_or_create_wireguard_key(&settings.data_dir)?;
+        let keyring = keyring(&settings)?;
+        let shared = SharedKeys::load(&store, &keyring, &settings.data_dir).await?;
+        let wireguard_key = shared.wireguard;
 
         let http_listener = TcpListener::bind(settings.http_addr)
             .await
@@ -144,9 +148,15 @@ impl Server {
                 )
             })?;
         let metrics_addr = metrics_listener.local_addr()?;
+        let relay_listener = TcpListener::bind(settings.relay_addr)
+            .await
+            .with_context(|| {
+                format!("cannot listen on the relay address {}", settings.relay_addr)
+            })?;
         let http_tls = http_server_tls(&settings, http_addr).context("HTTP TLS")?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
+        let relay_addr = settings.relay_advertised(&machine_api_url, relay_listener.local_addr()?);
 
         let addresses = AddressPlan::default();
         let hub = Hub::start(HubConfig {
@@ -171,8 +181,9 @@ impl Server {
                 wireguard_endpoints: settings.wireguard_endpoints(&machine_api_url, wireguard_port),
                 advertised_machine_api: machine_api_url.clone(),
                 server_public_key: wireguard_key.public(),
+                relay_addr: Some(relay_addr.to_string()),
                 addresses,
-                keyring: keyring(&settings)?,
+                keyring,
                 kube_proxy: Some(drover_service::cluster_access::KubeProxyInfo {
                     url: kube_proxy_url,
                     ca_pem: kube_proxy_tls.ca_pem.clone(),
@@ -250,8 +261,30 @@ impl Server {
             .map(|files| ServerTls::new(&files_source(files), &[b"h2"]))
             .transpose()
             .context("machine API TLS")?;
-        let dataplane = drover_dataplane::start(
+        let dialer = drover_dataplane::MachineDialer::new(
             hub.clone(),
+            drover.clone(),
+            shared.relay.clone(),
+            settings.dataplane.liveness_threshold,
+        );
+        tasks.spawn(drover_relay::serve(
+            relay_listener,
+            shared.relay,
+            {
+                let (hub, metrics) = (hub.clone(), drover.metrics().clone());
+                move |target| {
+                    let (hub, metrics) = (hub.clone(), metrics.clone());
+                    async move {
+                        let stream = hub.connect(target).await?;
+                        metrics.relayed(false);
+                        Ok(stream)
+                    }
+                }
+            },
+            cancel.clone(),
+        ));
+        let dataplane = drover_dataplane::start(
+            dialer,
             drover.clone(),
             settings.dataplane.clone(),
             cancel.clone(),
@@ -279,7 +312,7 @@ impl Server {
             kube_proxy_tls.config.clone(),
             drover_kubeproxy::KubeProxy {
                 drover: drover.clone(),
-                hub: hub.clone(),
+                machines: dataplane.dialer().clone(),
                 keyring: keyring.clone(),
             },
             cancel.clone(),
@@ -333,7 +366,7 @@ impl Server {
         tasks.close();
         listening.store(true, Ordering::Release);
         tracing::info!(wireguard = ?hub.udp_local_addr(), "WireGuard endpoint is up");
-        tracing::info!(%http_addr, %machine_api_addr, machine_api = %machine_api_url, "droverd is ready");
+        tracing::info!(%http_addr, %machine_api_addr, machine_api = %machine_api_url, relay = %relay_addr, replica = %drover.replica(), "droverd is ready");
 
         Ok(Self {
             http_addr,
@@ -344,6 +377,7 @@ impl Server {
             kube_proxy_addr,
             talos_proxy_addr,
             machine_api_url,
+            relay_addr,
             initial_admin_token: bootstrap.initial_admin_token,
             data_dir: settings.data_dir,
             drover,
@@ -387,6 +421,11 @@ impl Server {
     /// Where the Talos API proxy listens.
     pub fn talos_proxy_addr(&self) -> SocketAddr {
         self.talos_proxy_addr
+    }
+
+    /// Where the other replicas reach this one's relay.
+    pub fn relay_addr(&self) -> SocketAddr {
+        self.relay_addr
     }
 
     /// The machine API URL nodes are told to use, without a token.
@@ -526,6 +565,61 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
 }
 
 /// The key-encryption keys: from configuration, or the data directory's key files.
+/// The installation's secrets every replica shares, from the database (the first replica to
+/// start makes them).
+struct SharedKeys {
+    /// The WireGuard key every replica answers machines with, so a machine may move between
+    /// them.
+    wireguard: KeyPair,
+    /// Authenticates the replicas' relay requests to each other.
+    relay: drover_relay::RelayKey,
+}
+
+const WIREGUARD_KEY_SECRET: &str = "wireguard-key";
+const RELAY_KEY_SECRET: &str = "relay-key";
+
+impl SharedKeys {
+    async fn load(store: &Store, keyring: &Keyring, data_dir: &std::path::Path) -> Result<Self> {
+        use drover_service::secrets::installation_secret;
+        use secrecy::zeroize::Zeroizing;
+        // An installation from before the key moved into the database keeps its key, so its
+        // machines keep their tunnels.
+        let legacy = datadir::legacy_wireguard_key(data_dir)?;
+        let made = legacy.clone();
+        let wireguard = installation_secret(store, keyring, WIREGUARD_KEY_SECRET, move || {
+            Zeroizing::new(
+                made.unwrap_or_else(KeyPair::generate)
+                    .secret_bytes()
+                    .to_vec(),
+            )
+        })
+        .await
+        .context("the installation's WireGuard key")?;
+        let wireguard = KeyPair::from_secret_bytes(
+            wireguard[..]
+                .try_into()
+                .context("the stored WireGuard key is not 32 bytes")?,
+        );
+        if let Some(legacy) = legacy
+            && legacy.public() != wireguard.public()
+        {
+            tracing::warn!(
+                file = %data_dir.join(datadir::WIREGUARD_KEY_FILE).display(),
+                "this data dir's WireGuard key is not the installation's (the database's is used); delete the file"
+            );
+        }
+        let relay = installation_secret(store, keyring, RELAY_KEY_SECRET, || {
+            Zeroizing::new(drover_relay::RelayKey::generate_bytes().to_vec())
+        })
+        .await
+        .context("the installation's relay key")?;
+        Ok(Self {
+            wireguard,
+            relay: drover_relay::RelayKey::from_bytes(&relay)?,
+        })
+    }
+}
+
 pub fn keyring(settings: &Settings) -> Result<Keyring> {
     use secrecy::ExposeSecret;
     match &settings.master_key {

@@ -153,6 +153,18 @@ pub struct Args {
     )]
     pub advertised_wireguard_endpoints: Vec<String>,
 
+    /// TCP address of the relay through which the other replicas reach the machines whose
+    /// tunnels this replica holds (requests are authenticated with a key every replica shares).
+    /// [default: 0.0.0.0:8099]
+    #[arg(long, env = "DROVER_RELAY_ADDR", value_name = "ADDR")]
+    pub relay_addr: Option<SocketAddr>,
+
+    /// The relay's `ip:port` as the other replicas reach it, e.g. the pod IP. [default: the
+    /// relay address, with the advertised machine API host (when it is an IP address) or
+    /// 127.0.0.1 for an unspecified address]
+    #[arg(long, env = "DROVER_ADVERTISED_RELAY_ADDR", value_name = "IP:PORT")]
+    pub advertised_relay_addr: Option<SocketAddr>,
+
     /// A machine counts as connected while its tunnel was heard from within this long, e.g.
     /// `275s` (Talos's own threshold) or `2m`. [default: 275s]
     #[arg(long, env = "DROVER_LIVENESS_THRESHOLD", value_name = "DURATION")]
@@ -186,6 +198,11 @@ pub struct Args {
     /// Time between cluster reconcile rounds when nothing changes. [default: 2s]
     #[arg(long, env = "DROVER_RECONCILE_INTERVAL", value_name = "DURATION")]
     pub reconcile_interval: Option<humantime::Duration>,
+
+    /// How long a replica's claim on a cluster's reconciliation lasts without renewal: after a
+    /// replica dies, another takes its clusters over within this long. [default: 30s]
+    #[arg(long, env = "DROVER_RECONCILE_LEASE", value_name = "DURATION")]
+    pub reconcile_lease: Option<humantime::Duration>,
 
     /// OpenID Connect issuer URL for browser login (discovery at
     /// `<issuer>/.well-known/openid-configuration`). Without it, only API tokens work.
@@ -369,6 +386,8 @@ struct FileSettings {
     advertised_machine_api: Option<String>,
     wireguard_addr: Option<SocketAddr>,
     advertised_wireguard_endpoints: Option<Vec<String>>,
+    relay_addr: Option<SocketAddr>,
+    advertised_relay_addr: Option<SocketAddr>,
     database_url: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     liveness_threshold: Option<std::time::Duration>,
@@ -378,6 +397,8 @@ struct FileSettings {
     master_key: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     reconcile_interval: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    reconcile_lease: Option<std::time::Duration>,
     oidc_issuer: Option<String>,
     oidc_client_id: Option<String>,
     oidc_client_secret: Option<String>,
@@ -425,6 +446,10 @@ pub struct Settings {
     pub advertised_machine_api: Option<JoinUrl>,
     pub wireguard_addr: SocketAddr,
     pub advertised_wireguard_endpoints: Vec<String>,
+    /// Where the relay for the other replicas listens.
+    pub relay_addr: SocketAddr,
+    /// None = derive from the bound relay address at start.
+    pub advertised_relay_addr: Option<SocketAddr>,
     pub database: Database,
     pub log_format: LogFormat,
     /// Liveness and peer-sync timing of the tunnel data plane.
@@ -763,6 +788,11 @@ impl Settings {
                 .or(file.wireguard_addr)
                 .unwrap_or_else(|| "0.0.0.0:50180".parse().expect("valid")),
             advertised_wireguard_endpoints: endpoints,
+            relay_addr: args
+                .relay_addr
+                .or(file.relay_addr)
+                .unwrap_or_else(|| "0.0.0.0:8099".parse().expect("valid")),
+            advertised_relay_addr: args.advertised_relay_addr.or(file.advertised_relay_addr),
             database: match database_url {
                 Some(url) => Database::Url(url),
                 None => Database::Private {
@@ -801,6 +831,13 @@ impl Settings {
                 {
                     rc.interval = t;
                 }
+                if let Some(t) = args
+                    .reconcile_lease
+                    .map(Into::into)
+                    .or(file.reconcile_lease)
+                {
+                    rc.lease = t;
+                }
                 rc
             },
             command: args.command,
@@ -832,6 +869,21 @@ impl Settings {
             join_token: None,
             grpc_tunnel: false,
         }
+    }
+
+    /// The relay's address for the other replicas, given the address it actually bound.
+    pub fn relay_advertised(&self, api: &JoinUrl, bound: SocketAddr) -> SocketAddr {
+        if let Some(addr) = self.advertised_relay_addr {
+            return addr;
+        }
+        if !bound.ip().is_unspecified() {
+            return bound;
+        }
+        let ip = api
+            .host
+            .parse()
+            .unwrap_or_else(|_| std::net::IpAddr::from([127, 0, 0, 1]));
+        SocketAddr::new(ip, bound.port())
     }
 
     /// WireGuard endpoints for Provision responses, primary first, given the UDP port the

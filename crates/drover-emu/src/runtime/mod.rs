@@ -316,6 +316,9 @@ impl NodeRuntime {
     /// Runs `action` (while the tunnel is up, so its events get out); the caller then reboots
     /// the machine.
     pub async fn perform(&self, action: Action, lifecycle: &Lifecycle) {
+        if matches!(action, Action::Install(..) | Action::Upgrade(_)) {
+            self.clusters.actions_released().await;
+        }
         match action {
             Action::Install(config, yaml) => {
                 self.stage(Stage::Installing, false, &[]);

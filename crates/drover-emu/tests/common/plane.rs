@@ -36,6 +36,7 @@ pub fn fast_node() -> NodeBehaviour {
         keepalive: Duration::from_secs(1),
         handshake_check: Duration::from_secs(1),
         endpoint_timeout: Duration::from_secs(30),
+        rehandshake_after: None,
         boot_log_lines: 0,
     }
 }
