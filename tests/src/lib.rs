@@ -439,6 +439,47 @@ pub fn spawn_fleet(mut fleet: Fleet, cancel: CancellationToken) -> tokio::task::
     })
 }
 
+/// A TCP load balancer in front of the replicas' machine APIs, as nodes reach them in a real
+/// deployment: each new connection goes to the next backend that accepts it.
+pub struct LoadBalancer {
+    pub addr: std::net::SocketAddr,
+    backends: std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+}
+
+impl LoadBalancer {
+    pub async fn start(backends: Vec<std::net::SocketAddr>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(backends));
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let backends = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let candidates = backends.lock().unwrap().clone();
+                let first = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::spawn(async move {
+                    for i in 0..candidates.len() {
+                        let backend = candidates[(first + i) % candidates.len()];
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            backends: shared,
+        }
+    }
+
+    /// New connections go to these backends from now on (as a health check would decide).
+    pub fn set_backends(&self, backends: Vec<std::net::SocketAddr>) {
+        *self.backends.lock().unwrap() = backends;
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `limit` naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where

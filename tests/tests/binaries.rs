@@ -376,7 +376,7 @@ async fn droverd_drover_and_drover_emu_work_together() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 data key(s) re-wrapped"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("6 data key(s) re-wrapped"));
     let (ok, config, err) =
         drover(&http, Some(&token), &["cluster", "config", "lab", uuids[0]]).await;
     assert!(ok, "{err}");

@@ -461,9 +461,15 @@ async fn secrets_rows_are_bound_to_their_cluster_and_survive_a_key_rotation() {
 
     // Rotate the key-encryption key while droverd runs: it keeps opening secrets.
     let before = std::fs::read(drover.data_dir().join("master.key")).unwrap();
+    let installation_keys: i64 = sqlx::query_scalar("SELECT count(*) FROM installation_secrets")
+        .fetch_one(drover.pool())
+        .await
+        .unwrap();
+    // WireGuard, relay, and the CAs of the two proxies and of self-signed HTTPS.
+    assert_eq!(installation_keys, 5);
     let rotation = droverd::keys::rotate(&drover.settings()).await.unwrap();
-    // The tenant's data key, and the installation's (sealing the WireGuard and relay keys).
-    assert_eq!(rotation.rewrapped, 3);
+    // The tenant's data key, and the installation's.
+    assert_eq!(rotation.rewrapped, 6);
     assert_ne!(rotation.old_id, rotation.new_id);
     assert_ne!(
         std::fs::read(drover.data_dir().join("master.key")).unwrap(),

@@ -12,8 +12,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use drover_client::Client;
@@ -24,7 +22,6 @@ use drover_emu::{
 };
 use drover_model::{ClusterMachinePhase, CreateJoinToken, StartUpgrade, UpgradeKind, UpgradeState};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
 const LIMIT: Duration = Duration::from_secs(240);
@@ -150,30 +147,6 @@ impl Replica {
     }
 }
 
-/// A TCP load balancer in front of the replicas' machine APIs, as nodes reach them in a real
-/// deployment: each new connection goes to the next backend that accepts it.
-async fn load_balancer(backends: Vec<SocketAddr>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let (backends, next) = (backends.clone(), next.clone());
-            tokio::spawn(async move {
-                let first = next.fetch_add(1, Ordering::Relaxed);
-                for i in 0..backends.len() {
-                    let backend = backends[(first + i) % backends.len()];
-                    if let Ok(mut server) = TcpStream::connect(backend).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Machines notice a dead endpoint within seconds (Talos: minutes), keeping healthy tunnels
 /// fresh meanwhile.
 fn quick_failover() -> NodeBehaviour {
@@ -268,7 +241,8 @@ async fn three_replicas_finish_a_creation_and_an_upgrade_after_each_loses_its_re
 
     // Six machines in three fleets, each with its own connection through the load balancer, so
     // each fleet provisions through (and tunnels to) a different replica.
-    let balancer = load_balancer(replicas.iter().map(|r| r.machine_api).collect()).await;
+    let balancer =
+        drover_e2e::LoadBalancer::start(replicas.iter().map(|r| r.machine_api).collect()).await;
     let secret = replicas[0]
         .client(&token)
         .create_join_token(&CreateJoinToken {
@@ -284,7 +258,7 @@ async fn three_replicas_finish_a_creation_and_an_upgrade_after_each_loses_its_re
     let mut nodes = Vec::new();
     let mut fleets = Vec::new();
     for n in 0..3 {
-        let api = JoinUrl::parse(&format!("grpc://{balancer}?jointoken={secret}")).unwrap();
+        let api = JoinUrl::parse(&format!("grpc://{}?jointoken={secret}", balancer.addr)).unwrap();
         let mut config = FleetConfig::new(api, 2);
         config.seed = format!("ha-{n}");
         config.talos_version = format!("v{FROM}");

@@ -89,6 +89,19 @@ async fn replicas_record_who_holds_each_tunnel_and_clear_it_when_a_replica_goes(
     );
     client_removes_probe(&first, &via_first).await;
 
+    // Their proxies' CAs are the installation's, so a kubeconfig or talosconfig from one works
+    // with every replica.
+    let config = |d: &TestDrover| d.server().service().config().clone();
+    let (a_config, b_config) = (config(&first), config(&second));
+    assert_eq!(
+        a_config.kube_proxy.unwrap().ca_pem,
+        b_config.kube_proxy.unwrap().ca_pem
+    );
+    assert_eq!(
+        a_config.talos_proxy.unwrap().ca.cert_pem,
+        b_config.talos_proxy.unwrap().ca.cert_pem
+    );
+
     // Machines that join through the second replica have their tunnels there.
     let cancel = no_cancel();
     let fleet = spawn_fleet(
@@ -140,6 +153,85 @@ async fn replicas_record_who_holds_each_tunnel_and_clear_it_when_a_replica_goes(
         heartbeat(&first, a).await.is_some(),
         "the living replica stays"
     );
+
+    cancel.cancel();
+    let _ = fleet.await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_from_before_shared_keys_keeps_its_wireguard_key_and_proxy_ca() {
+    use secrecy::ExposeSecret;
+    let mut drover = TestDrover::start().await;
+    // What an older droverd left in its data dir, on a database without installation secrets.
+    let legacy_key = drover_emu::KeyPair::generate();
+    std::fs::write(
+        drover.data_dir().join("wireguard.key"),
+        format!("{}\n", legacy_key.secret_base64()),
+    )
+    .unwrap();
+    let legacy_ca =
+        drover_pki::generate_service_ca("drover kube proxy CA", chrono::Utc::now()).unwrap();
+    let ca_dir = drover.data_dir().join("kube-proxy");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::write(ca_dir.join("ca.crt"), &legacy_ca.cert_pem).unwrap();
+    std::fs::write(ca_dir.join("ca.key"), legacy_ca.key_pem.expose_secret()).unwrap();
+    sqlx::query("DELETE FROM installation_secrets")
+        .execute(drover.pool())
+        .await
+        .unwrap();
+
+    drover.restart().await;
+    let config = drover.server().service().config().clone();
+    assert_eq!(config.server_public_key, legacy_key.public());
+    assert_eq!(config.kube_proxy.unwrap().ca_pem, legacy_ca.cert_pem);
+
+    // Adopted into the database: a replica with a fresh data dir answers with the same ones.
+    let replica = drover.start_replica(Extra::default()).await;
+    let theirs = replica.server().service().config().clone();
+    assert_eq!(theirs.server_public_key, legacy_key.public());
+    assert_eq!(theirs.kube_proxy.unwrap().ca_pem, legacy_ca.cert_pem);
+    replica.stop().await;
+    drover.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_tunnelled_over_grpc_move_to_another_replica_when_theirs_stops() {
+    let first = TestDrover::start().await;
+    let second = first.start_replica(Extra::default()).await;
+    let (a, b) = (
+        first.server().service().replica(),
+        second.server().service().replica(),
+    );
+    // Through a load balancer that sends them to the second replica.
+    let balancer = drover_e2e::LoadBalancer::start(vec![second.server().machine_api_addr()]).await;
+    let token = first.join_token("grpc").await;
+    let api = drover_emu::JoinUrl::parse(&format!(
+        "grpc://{}?jointoken={}&grpc_tunnel=true",
+        balancer.addr, token.secret
+    ))
+    .unwrap();
+    let mut config = drover_emu::FleetConfig::new(api, 2);
+    config.seed = "grpc-failover".into();
+    let cancel = no_cancel();
+    let fleet = spawn_fleet(drover_emu::Fleet::new(config), cancel.clone());
+    eventually("both tunnels on the second replica", LIMIT, || async {
+        let rows = tunnels(&first).await;
+        (rows.len() == 2 && rows.iter().all(|r| *r == (true, Some(b)))).then_some(())
+    })
+    .await;
+
+    // The second stops and the balancer sends new connections to the first: the streams end,
+    // the machines provision again through the balancer, and their tunnels come up there.
+    balancer.set_backends(vec![first.server().machine_api_addr()]);
+    second.stop().await;
+    eventually("both tunnels on the first replica", LIMIT, || async {
+        let rows = tunnels(&first).await;
+        (rows.len() == 2 && rows.iter().all(|r| *r == (true, Some(a)))).then_some(())
+    })
+    .await;
+    let machines = first.client().all_machines().await.unwrap();
+    assert!(machines.iter().all(|m| m.connected), "{machines:?}");
 
     cancel.cancel();
     let _ = fleet.await;

@@ -642,7 +642,7 @@ fn p256_sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>, PkiError> {
 mod service_ca;
 mod subject;
 
-pub use service_ca::{ServiceCaError, load_or_create_service_ca};
+pub use service_ca::{ServiceCaError, read_service_ca};
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,8 @@
-//! The proxy's CA (kept in `<data-dir>/talos-proxy/`, made at first start): it signs the
+//! The proxy's CA (made once per installation, kept sealed in the database): it signs the
 //! proxy's serving certificate and the client certificates of the talosconfigs Drover issues,
 //! and the proxy accepts only clients whose certificate it signed.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +21,6 @@ const SERVING_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 pub enum TlsError {
     #[error("certificate: {0}")]
     Pki(#[from] drover_pki::PkiError),
-    #[error("the proxy's CA: {0}")]
-    Ca(#[from] drover_pki::ServiceCaError),
     #[error("PEM: {0}")]
     Pem(#[from] rustls::pki_types::pem::Error),
     #[error("TLS: {0}")]
@@ -46,10 +43,9 @@ impl std::fmt::Debug for ProxyTls {
 }
 
 impl ProxyTls {
-    /// With the CA in `dir` (created on first use), a serving certificate for `dns_names` and
-    /// `ips`; clients must present a certificate the CA signed.
-    pub fn new(dir: &Path, dns_names: &[&str], ips: &[IpAddr]) -> Result<Self, TlsError> {
-        let ca = drover_pki::load_or_create_service_ca(dir, "drover talos proxy CA")?;
+    /// With the proxy's CA `ca`, a serving certificate for `dns_names` and `ips`; clients must
+    /// present a certificate the CA signed.
+    pub fn new(ca: CertAndKey, dns_names: &[&str], ips: &[IpAddr]) -> Result<Self, TlsError> {
         let serving = drover_pki::server_cert(
             &ca,
             "drover-talos-proxy",
@@ -95,21 +91,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ca_is_made_once_and_its_key_is_owner_only() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let first = ProxyTls::new(dir.path(), &["localhost"], &[]).unwrap();
-        let again =
-            ProxyTls::new(dir.path(), &["localhost"], &["127.0.0.1".parse().unwrap()]).unwrap();
-        assert_eq!(
-            first.ca.cert_pem, again.ca.cert_pem,
-            "the CA survives restarts"
-        );
-        let mode = std::fs::metadata(dir.path().join("ca.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(first.server.alpn_protocols, vec![b"h2".to_vec()]);
+    fn the_given_ca_signs_an_h2_serving_certificate() {
+        let ca = drover_pki::generate_service_ca("test CA", chrono::Utc::now()).unwrap();
+        let tls =
+            ProxyTls::new(ca.clone(), &["localhost"], &["127.0.0.1".parse().unwrap()]).unwrap();
+        assert_eq!(tls.ca.cert_pem, ca.cert_pem);
+        assert_eq!(tls.server.alpn_protocols, vec![b"h2".to_vec()]);
     }
 }

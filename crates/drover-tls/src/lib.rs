@@ -46,8 +46,6 @@ pub enum TlsError {
     },
     #[error("certificate: {0}")]
     Pki(#[from] drover_pki::PkiError),
-    #[error("CA: {0}")]
-    Ca(#[from] drover_pki::ServiceCaError),
     #[error("TLS: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -57,11 +55,10 @@ pub enum TlsError {
 pub enum CertSource {
     /// The operator's PEM certificate chain and private key, re-read when either changes.
     Files { cert: PathBuf, key: PathBuf },
-    /// Signed by the CA in `dir` (`ca.crt`, `ca.key`; made on first start, CN `ca_name`), for
-    /// these names; a new serving certificate at every start.
+    /// Signed by Drover's own CA `ca`, for these names; a new serving certificate at every
+    /// start.
     SelfSigned {
-        dir: PathBuf,
-        ca_name: String,
+        ca: drover_pki::CertAndKey,
         leaf_name: String,
         dns_names: Vec<String>,
         ips: Vec<IpAddr>,
@@ -85,22 +82,18 @@ impl ServerTls {
                 (Arc::new(reloading), read(cert)?)
             }
             CertSource::SelfSigned {
-                dir,
-                ca_name,
+                ca,
                 leaf_name,
                 dns_names,
                 ips,
             } => {
-                let ca = drover_pki::load_or_create_service_ca(dir, ca_name)?;
                 let names: Vec<&str> = dns_names.iter().map(String::as_str).collect();
                 let serving =
-                    drover_pki::server_cert(&ca, leaf_name, &names, ips, SERVING_CERT_VALIDITY)?;
+                    drover_pki::server_cert(ca, leaf_name, &names, ips, SERVING_CERT_VALIDITY)?;
                 let chain = format!("{}{}", serving.cert_pem, ca.cert_pem);
-                let key = certified_key(
-                    (&dir.join("ca.crt"), &chain),
-                    (&dir.join("ca.key"), serving.key_pem.expose_secret()),
-                )?;
-                (Arc::new(Fixed(Arc::new(key))), ca.cert_pem)
+                let made = Path::new("the certificate Drover made");
+                let key = certified_key((made, &chain), (made, serving.key_pem.expose_secret()))?;
+                (Arc::new(Fixed(Arc::new(key))), ca.cert_pem.clone())
             }
         };
         let mut config = ServerConfig::builder_with_provider(provider())

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use drover_dataplane::DataPlane;
+use drover_pki::CertAndKey;
 use drover_postgres::{PrivatePostgres, PrivatePostgresOptions};
 use drover_seal::Kek;
 use drover_service::{Drover, Keyring, ServiceConfig};
@@ -126,7 +127,8 @@ impl Server {
             })?;
         let kube_proxy_addr = kube_proxy_listener.local_addr()?;
         let (kube_proxy_tls, kube_proxy_url) =
-            kube_proxy_tls(&settings, kube_proxy_addr).context("Kubernetes proxy TLS")?;
+            kube_proxy_tls(&settings, kube_proxy_addr, shared.kube_proxy_ca)
+                .context("Kubernetes proxy TLS")?;
         let talos_proxy_listener = TcpListener::bind(settings.talos_proxy.addr)
             .await
             .with_context(|| {
@@ -137,7 +139,8 @@ impl Server {
             })?;
         let talos_proxy_addr = talos_proxy_listener.local_addr()?;
         let (talos_proxy_tls, talos_proxy_endpoint) =
-            talos_proxy_tls(&settings, talos_proxy_addr).context("Talos API proxy TLS")?;
+            talos_proxy_tls(&settings, talos_proxy_addr, shared.talos_proxy_ca)
+                .context("Talos API proxy TLS")?;
         let http_addr = http_listener.local_addr()?;
         let metrics_listener = TcpListener::bind(settings.metrics_addr)
             .await
@@ -153,7 +156,7 @@ impl Server {
             .with_context(|| {
                 format!("cannot listen on the relay address {}", settings.relay_addr)
             })?;
-        let http_tls = http_server_tls(&settings, http_addr).context("HTTP TLS")?;
+        let http_tls = http_server_tls(&settings, http_addr, shared.http_ca).context("HTTP TLS")?;
         let machine_api_addr = machine_listener.local_addr()?;
         let machine_api_url = settings.machine_api_url(machine_api_addr);
         let relay_addr = settings.relay_advertised(&machine_api_url, relay_listener.local_addr()?);
@@ -573,6 +576,11 @@ struct SharedKeys {
     wireguard: KeyPair,
     /// Authenticates the replicas' relay requests to each other.
     relay: drover_relay::RelayKey,
+    /// The CAs of the Kubernetes proxy, the Talos API proxy and a self-signed HTTPS
+    /// certificate: the same on every replica, so credentials from one work with all.
+    kube_proxy_ca: CertAndKey,
+    talos_proxy_ca: CertAndKey,
+    http_ca: CertAndKey,
 }
 
 const WIREGUARD_KEY_SECRET: &str = "wireguard-key";
@@ -616,8 +624,59 @@ impl SharedKeys {
         Ok(Self {
             wireguard,
             relay: drover_relay::RelayKey::from_bytes(&relay)?,
+            kube_proxy_ca: service_ca(
+                store,
+                keyring,
+                data_dir,
+                "kube-proxy",
+                "drover kube proxy CA",
+            )
+            .await?,
+            talos_proxy_ca: service_ca(
+                store,
+                keyring,
+                data_dir,
+                "talos-proxy",
+                "drover talos proxy CA",
+            )
+            .await?,
+            http_ca: service_ca(store, keyring, data_dir, HTTP_TLS_DIR, "drover HTTP API CA")
+                .await?,
         })
     }
+}
+
+/// The installation's CA for service `name` (secret `<name>-ca`): the stored one, or one an
+/// older droverd left in `<data-dir>/<name>`, or a new one with CN `common_name`.
+async fn service_ca(
+    store: &Store,
+    keyring: &Keyring,
+    data_dir: &std::path::Path,
+    name: &str,
+    common_name: &str,
+) -> Result<CertAndKey> {
+    use drover_service::secrets::installation_secret;
+    use secrecy::ExposeSecret;
+    use secrecy::zeroize::Zeroizing;
+    let candidate = match drover_pki::read_service_ca(&data_dir.join(name))? {
+        Some(ca) => ca,
+        None => drover_pki::generate_service_ca(common_name, chrono::Utc::now())?,
+    };
+    let stored = installation_secret(store, keyring, &format!("{name}-ca"), move || {
+        let pair = [
+            candidate.cert_pem.as_str(),
+            candidate.key_pem.expose_secret(),
+        ];
+        Zeroizing::new(serde_json::to_vec(&pair).expect("strings serialize"))
+    })
+    .await
+    .with_context(|| format!("the installation's {name} CA"))?;
+    let [cert_pem, key_pem]: [String; 2] =
+        serde_json::from_slice(&stored).context("the stored CA is not a certificate and key")?;
+    Ok(CertAndKey {
+        cert_pem,
+        key_pem: key_pem.into(),
+    })
 }
 
 pub fn keyring(settings: &Settings) -> Result<Keyring> {
@@ -664,7 +723,11 @@ fn spawn_audit_pruning(
 
 /// The Kubernetes proxy's TLS (the operator's files, or signed by Drover's proxy CA for the
 /// names clients may use) and its URL for kubeconfigs.
-fn kube_proxy_tls(settings: &Settings, bound: SocketAddr) -> Result<(ServerTls, url::Url)> {
+fn kube_proxy_tls(
+    settings: &Settings,
+    bound: SocketAddr,
+    ca: CertAndKey,
+) -> Result<(ServerTls, url::Url)> {
     use std::net::IpAddr;
     let url = match &settings.kube_proxy.url {
         Some(url) => url.clone(),
@@ -685,13 +748,7 @@ fn kube_proxy_tls(settings: &Settings, bound: SocketAddr) -> Result<(ServerTls, 
                 .map(|host| host.trim_matches(['[', ']']).to_owned())
                 .into_iter()
                 .collect();
-            self_signed(
-                &settings.data_dir.join("kube-proxy"),
-                "drover kube proxy CA",
-                "drover-kube-proxy",
-                bound,
-                &names,
-            )
+            self_signed(ca, "drover-kube-proxy", bound, &names)
         }
     };
     // HTTP/1.1 only: watches stream as chunked responses.
@@ -700,7 +757,11 @@ fn kube_proxy_tls(settings: &Settings, bound: SocketAddr) -> Result<(ServerTls, 
 }
 
 /// How the HTTP API serves TLS, if it does.
-fn http_server_tls(settings: &Settings, bound: SocketAddr) -> Result<Option<ServerTls>> {
+fn http_server_tls(
+    settings: &Settings,
+    bound: SocketAddr,
+    ca: CertAndKey,
+) -> Result<Option<ServerTls>> {
     let source = match &settings.http_tls {
         HttpTls::Off => return Ok(None),
         HttpTls::Files(files) => files_source(files),
@@ -714,13 +775,12 @@ fn http_server_tls(settings: &Settings, bound: SocketAddr) -> Result<Option<Serv
             {
                 names.push(host.trim_matches(['[', ']']).to_owned());
             }
-            self_signed(
-                &settings.data_dir.join(HTTP_TLS_DIR),
-                "drover HTTP API CA",
-                "droverd",
-                bound,
-                &names,
-            )
+            // Clients are told to trust this file (`drover --ca-file`).
+            let dir = settings.data_dir.join(HTTP_TLS_DIR);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(dir.join("ca.crt"), &ca.cert_pem))
+                .with_context(|| format!("cannot write the HTTP CA to {}", dir.display()))?;
+            self_signed(ca, "droverd", bound, &names)
         }
     };
     Ok(Some(ServerTls::new(&source, crate::https::ALPN)?))
@@ -734,18 +794,11 @@ fn files_source(files: &crate::settings::TlsFiles) -> CertSource {
     }
 }
 
-/// A certificate signed by the CA in `dir` for the [`serving_names`].
-fn self_signed(
-    dir: &std::path::Path,
-    ca_name: &str,
-    leaf_name: &str,
-    bound: SocketAddr,
-    extra: &[String],
-) -> CertSource {
+/// A certificate signed by Drover's CA `ca` for the [`serving_names`].
+fn self_signed(ca: CertAndKey, leaf_name: &str, bound: SocketAddr, extra: &[String]) -> CertSource {
     let (dns_names, ips) = serving_names(bound, extra);
     CertSource::SelfSigned {
-        dir: dir.to_owned(),
-        ca_name: ca_name.to_owned(),
+        ca,
         leaf_name: leaf_name.to_owned(),
         dns_names,
         ips,
@@ -773,11 +826,12 @@ fn serving_names(bound: SocketAddr, extra: &[String]) -> (Vec<String>, Vec<std::
     (dns_names, ips)
 }
 
-/// The Talos API proxy's TLS (its CA in `<data-dir>/talos-proxy`, a serving certificate for the
+/// The Talos API proxy's TLS (the installation's proxy CA, a serving certificate for the
 /// names clients may use) and its endpoint (`host:port`) for talosconfigs.
 fn talos_proxy_tls(
     settings: &Settings,
     bound: SocketAddr,
+    ca: CertAndKey,
 ) -> Result<(drover_talosproxy::ProxyTls, String)> {
     use std::net::IpAddr;
     let endpoint = match &settings.talos_proxy.endpoint {
@@ -798,7 +852,6 @@ fn talos_proxy_tls(
         .collect();
     let (names, ips) = serving_names(bound, &host);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let tls =
-        drover_talosproxy::ProxyTls::new(&settings.data_dir.join("talos-proxy"), &names, &ips)?;
+    let tls = drover_talosproxy::ProxyTls::new(ca, &names, &ips)?;
     Ok((tls, endpoint))
 }

@@ -32,8 +32,8 @@ pub struct Args {
     pub http_addr: Option<SocketAddr>,
 
     /// TLS on the HTTP address: `files` (--http-tls-cert and --http-tls-key), `self-signed` (a
-    /// CA Drover makes once in <data-dir>/http-tls signs the serving certificate; clients trust
-    /// its ca.crt) or `off` (plain HTTP). [default: `files` when they are given, else off on a
+    /// CA Drover makes once per installation signs the serving certificate; clients trust
+    /// <data-dir>/http-tls/ca.crt) or `off` (plain HTTP). [default: `files` when they are given, else off on a
     /// loopback address; any other address needs TLS or an explicit `off`]
     #[arg(long, env = "DROVER_HTTP_TLS", value_enum, value_name = "MODE")]
     pub http_tls: Option<HttpTlsMode>,
@@ -105,8 +105,8 @@ pub struct Args {
     #[arg(long, env = "DROVER_KUBE_PROXY_URL", value_name = "URL")]
     pub kube_proxy_url: Option<String>,
 
-    /// PEM certificate chain for the Kubernetes proxy [default: signed by a CA Drover makes in
-    /// <data-dir>/kube-proxy].
+    /// PEM certificate chain for the Kubernetes proxy [default: signed by a CA Drover makes once
+    /// per installation].
     #[arg(
         long,
         env = "DROVER_KUBE_PROXY_TLS_CERT",
@@ -286,7 +286,8 @@ pub enum HttpTlsMode {
     Off,
     /// The operator's certificate files.
     Files,
-    /// A certificate signed by a CA Drover makes in <data-dir>/http-tls.
+    /// A certificate signed by a CA Drover makes once per installation (its certificate in
+    /// <data-dir>/http-tls/ca.crt).
     SelfSigned,
 }
 
@@ -551,7 +552,7 @@ pub enum HttpTls {
     Off,
     /// The operator's certificate and key, re-read when they change.
     Files(TlsFiles),
-    /// Signed by Drover's CA in `<data-dir>/http-tls`, for these extra names and addresses.
+    /// Signed by the installation's HTTPS CA, for these extra names and addresses.
     SelfSigned { names: Vec<String> },
 }
 
