@@ -237,3 +237,54 @@ async fn machines_tunnelled_over_grpc_move_to_another_replica_when_theirs_stops(
     let _ = fleet.await;
     first.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_last_heard_a_machine_earlier_does_not_take_its_tunnel_back() {
+    use drover_service::LivenessChange;
+    let first = TestDrover::start().await;
+    let second = first.start_replica(Extra::default()).await;
+    let (a, b) = (
+        first.server().service().replica(),
+        second.server().service().replica(),
+    );
+    let token = second.join_token("moved").await;
+    let cancel = no_cancel();
+    let fleet = spawn_fleet(
+        second.fleet(&token.secret, 1, "moved", "v1.12.4"),
+        cancel.clone(),
+    );
+    eventually("the tunnel on the second replica", LIMIT, || async {
+        (tunnels(&first).await == [(true, Some(b))]).then_some(())
+    })
+    .await;
+    let machine = &first.client().all_machines().await.unwrap()[0];
+    let address = machine.address.parse().unwrap();
+    let heard = |ago: i64| LivenessChange {
+        address,
+        connected: true,
+        last_seen_at: Some(chrono::Utc::now() - chrono::Duration::seconds(ago)),
+    };
+
+    // The first still remembers the machine from before it moved: that does not count.
+    let service = first.server().service();
+    service.record_liveness(&[heard(600)]).await.unwrap();
+    assert_eq!(tunnels(&first).await, [(true, Some(b))]);
+    // A disconnect the first notices is not the second's either.
+    service
+        .record_liveness(&[LivenessChange {
+            address,
+            connected: false,
+            last_seen_at: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(tunnels(&first).await, [(true, Some(b))]);
+    // Heard by the first after the second last did: the machine came back to the first.
+    service.record_liveness(&[heard(-60)]).await.unwrap();
+    assert_eq!(tunnels(&first).await, [(true, Some(a))]);
+
+    cancel.cancel();
+    let _ = fleet.await;
+    second.stop().await;
+    first.stop().await;
+}

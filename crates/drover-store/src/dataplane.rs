@@ -44,8 +44,9 @@ pub struct Liveness<'a> {
 }
 
 /// Persists liveness changes heard by `replica` in one statement: a connected machine's tunnel
-/// is on `replica`; a disconnect only counts where `replica` held the tunnel (the machine may
-/// have reached another replica since).
+/// is on `replica`, unless another replica holds it and heard from it more recently (the
+/// machine moved on, and `replica` still remembers it); a disconnect only counts where
+/// `replica` held the tunnel (the machine may have reached another replica since).
 pub async fn set_liveness(
     e: impl PgExecutor<'_>,
     replica: uuid::Uuid,
@@ -63,7 +64,9 @@ pub async fn set_liveness(
                 last_seen_at = coalesce(c.last_seen_at, m.last_seen_at)
          FROM unnest($1::text[], $2::bool[], $3::timestamptz[]) AS c(address, connected, last_seen_at)
          WHERE m.address = c.address
-           AND (c.connected OR m.tunnel_replica IS NULL OR m.tunnel_replica = $4)",
+           AND (m.tunnel_replica IS NULL OR m.tunnel_replica = $4
+                OR (c.connected AND (m.last_seen_at IS NULL OR c.last_seen_at IS NULL
+                                     OR c.last_seen_at > m.last_seen_at)))",
     )
     .bind(&addresses)
     .bind(&connected)

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod reference;
 pub mod server;
 pub mod settings;
+mod shared_keys;
 pub mod tenant;
 
 pub use drover_dataplane::DataPlaneConfig;

@@ -17,7 +17,6 @@ use drover_seal::Kek;
 use drover_service::{Drover, Keyring, ServiceConfig};
 use drover_siderolink::JoinUrl;
 use drover_siderolink::addressing::AddressPlan;
-use drover_siderolink::keys::KeyPair;
 use drover_store::Store;
 use drover_tls::{CertSource, ServerTls};
 use drover_tunnel::{Hub, HubConfig};
@@ -28,9 +27,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::datadir;
 use crate::settings::{Database, HttpTls, Settings};
+use crate::shared_keys::SharedKeys;
 
 /// The directory of the data dir holding the self-signed HTTP certificate's CA.
-const HTTP_TLS_DIR: &str = "http-tls";
+pub(crate) const HTTP_TLS_DIR: &str = "http-tls";
 
 /// A running droverd.
 pub struct Server {
@@ -568,117 +568,6 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
 }
 
 /// The key-encryption keys: from configuration, or the data directory's key files.
-/// The installation's secrets every replica shares, from the database (the first replica to
-/// start makes them).
-struct SharedKeys {
-    /// The WireGuard key every replica answers machines with, so a machine may move between
-    /// them.
-    wireguard: KeyPair,
-    /// Authenticates the replicas' relay requests to each other.
-    relay: drover_relay::RelayKey,
-    /// The CAs of the Kubernetes proxy, the Talos API proxy and a self-signed HTTPS
-    /// certificate: the same on every replica, so credentials from one work with all.
-    kube_proxy_ca: CertAndKey,
-    talos_proxy_ca: CertAndKey,
-    http_ca: CertAndKey,
-}
-
-const WIREGUARD_KEY_SECRET: &str = "wireguard-key";
-const RELAY_KEY_SECRET: &str = "relay-key";
-
-impl SharedKeys {
-    async fn load(store: &Store, keyring: &Keyring, data_dir: &std::path::Path) -> Result<Self> {
-        use drover_service::secrets::installation_secret;
-        use secrecy::zeroize::Zeroizing;
-        // An installation from before the key moved into the database keeps its key, so its
-        // machines keep their tunnels.
-        let legacy = datadir::legacy_wireguard_key(data_dir)?;
-        let made = legacy.clone();
-        let wireguard = installation_secret(store, keyring, WIREGUARD_KEY_SECRET, move || {
-            Zeroizing::new(
-                made.unwrap_or_else(KeyPair::generate)
-                    .secret_bytes()
-                    .to_vec(),
-            )
-        })
-        .await
-        .context("the installation's WireGuard key")?;
-        let wireguard = KeyPair::from_secret_bytes(
-            wireguard[..]
-                .try_into()
-                .context("the stored WireGuard key is not 32 bytes")?,
-        );
-        if let Some(legacy) = legacy
-            && legacy.public() != wireguard.public()
-        {
-            tracing::warn!(
-                file = %data_dir.join(datadir::WIREGUARD_KEY_FILE).display(),
-                "this data dir's WireGuard key is not the installation's (the database's is used); delete the file"
-            );
-        }
-        let relay = installation_secret(store, keyring, RELAY_KEY_SECRET, || {
-            Zeroizing::new(drover_relay::RelayKey::generate_bytes().to_vec())
-        })
-        .await
-        .context("the installation's relay key")?;
-        Ok(Self {
-            wireguard,
-            relay: drover_relay::RelayKey::from_bytes(&relay)?,
-            kube_proxy_ca: service_ca(
-                store,
-                keyring,
-                data_dir,
-                "kube-proxy",
-                "drover kube proxy CA",
-            )
-            .await?,
-            talos_proxy_ca: service_ca(
-                store,
-                keyring,
-                data_dir,
-                "talos-proxy",
-                "drover talos proxy CA",
-            )
-            .await?,
-            http_ca: service_ca(store, keyring, data_dir, HTTP_TLS_DIR, "drover HTTP API CA")
-                .await?,
-        })
-    }
-}
-
-/// The installation's CA for service `name` (secret `<name>-ca`): the stored one, or one an
-/// older droverd left in `<data-dir>/<name>`, or a new one with CN `common_name`.
-async fn service_ca(
-    store: &Store,
-    keyring: &Keyring,
-    data_dir: &std::path::Path,
-    name: &str,
-    common_name: &str,
-) -> Result<CertAndKey> {
-    use drover_service::secrets::installation_secret;
-    use secrecy::ExposeSecret;
-    use secrecy::zeroize::Zeroizing;
-    let candidate = match drover_pki::read_service_ca(&data_dir.join(name))? {
-        Some(ca) => ca,
-        None => drover_pki::generate_service_ca(common_name, chrono::Utc::now())?,
-    };
-    let stored = installation_secret(store, keyring, &format!("{name}-ca"), move || {
-        let pair = [
-            candidate.cert_pem.as_str(),
-            candidate.key_pem.expose_secret(),
-        ];
-        Zeroizing::new(serde_json::to_vec(&pair).expect("strings serialize"))
-    })
-    .await
-    .with_context(|| format!("the installation's {name} CA"))?;
-    let [cert_pem, key_pem]: [String; 2] =
-        serde_json::from_slice(&stored).context("the stored CA is not a certificate and key")?;
-    Ok(CertAndKey {
-        cert_pem,
-        key_pem: key_pem.into(),
-    })
-}
-
 pub fn keyring(settings: &Settings) -> Result<Keyring> {
     use secrecy::ExposeSecret;
     match &settings.master_key {

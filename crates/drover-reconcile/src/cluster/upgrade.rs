@@ -71,6 +71,13 @@ impl Round<'_> {
                     let Some(machine) = self.machine(&node) else {
                         continue;
                     };
+                    // A node this replica cannot reach right now (its tunnel moving to another
+                    // replica, say) is tried again next round; once a step is recorded as
+                    // started it is never sent twice, so a call lost on the way would stop
+                    // the rollout.
+                    if kind == Kind::Talos && !self.reachable(machine).await {
+                        continue;
+                    }
                     if !upgrades::start_node(self.pool(), upgrade.id, &id, step.as_str()).await? {
                         continue;
                     }
@@ -143,6 +150,20 @@ impl Round<'_> {
             Decision::Cancelled | Decision::Paused | Decision::Wait { .. } => {}
         }
         Ok(())
+    }
+
+    /// Whether the node's machine API answers now (its Version).
+    async fn reachable(&self, machine: &MachineRow) -> bool {
+        let Ok(channel) = self.authenticated(machine).await else {
+            return false;
+        };
+        match client::version(&channel).await {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::info!(cluster = %self.cluster.name, machine = %machine.id, error = %err, "node unreachable; its upgrade waits");
+                false
+            }
+        }
     }
 
     async fn send_talos_upgrade(
