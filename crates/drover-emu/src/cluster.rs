@@ -175,7 +175,6 @@ impl ClusterRegistry {
         Self::default()
     }
 
-    /// The mutating calls the machines of this registry received.
     /// Makes the machines hold every install and upgrade they are asked for, before it starts,
     /// until the returned guard is released or dropped: a test can then act while a control
     /// plane is known to be mid-way, without racing the machines.
@@ -192,6 +191,7 @@ impl ClusterRegistry {
         let _ = held.wait_for(|held| !held).await;
     }
 
+    /// The mutating calls the machines of this registry received.
     pub fn calls(&self) -> &CallLog {
         &self.inner.calls
     }
