@@ -172,7 +172,7 @@ impl Drover {
     pub async fn replica_heartbeat(&self, timeout: std::time::Duration) -> Result<()> {
         let reachable = drover_store::replicas::Reachable {
             wireguard_endpoints: &self.config.wireguard_endpoints,
-            relay_addr: self.config.relay_addr.as_deref(),
+            relay_addr: Some(&self.config.relay_addr),
         };
         drover_store::replicas::beat(self.store.pool(), self.replica(), reachable).await?;
         let gone = drover_store::replicas::remove(&self.store, timeout, None).await?;

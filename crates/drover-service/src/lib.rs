@@ -63,8 +63,8 @@ pub struct ServiceConfig {
     /// The installation's WireGuard public key (every replica's; see
     /// [`secrets::installation_secret`]).
     pub server_public_key: PublicKey,
-    /// Where the other replicas reach this one's relay (`ip:port`), if it runs one.
-    pub relay_addr: Option<String>,
+    /// Where the other replicas reach this one's relay (`ip:port`).
+    pub relay_addr: String,
     pub addresses: AddressPlan,
     /// Key-encryption keys for sealing cluster secrets.
     pub keyring: secrets::Keyring,

@@ -184,7 +184,7 @@ impl Server {
                 wireguard_endpoints: settings.wireguard_endpoints(&machine_api_url, wireguard_port),
                 advertised_machine_api: machine_api_url.clone(),
                 server_public_key: wireguard_key.public(),
-                relay_addr: Some(relay_addr.to_string()),
+                relay_addr: relay_addr.to_string(),
                 addresses,
                 keyring,
                 kube_proxy: Some(drover_service::cluster_access::KubeProxyInfo {
